@@ -1,0 +1,174 @@
+// CPU backend: plain C++ reference kernels, threaded over output rows.
+// Written so the compiler can vectorise the inner loops (independent
+// accumulators); the SIMD-dispatched kernels come later beside these.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "backend.h"
+#include "cpu/thread_pool.h"
+
+namespace sc {
+namespace {
+
+// Independent partial sums so the loop vectorises without -ffast-math.
+// The summation order is fixed, so results are deterministic.
+float dot_f32(const float* a, const float* b, int64_t n) {
+  constexpr int kLanes = 16;
+  float acc[kLanes] = {0};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += a[i + l] * b[i + l];
+  float s = 0.f;
+  for (; i < n; ++i) s += a[i] * b[i];
+  for (int l = 0; l < kLanes; ++l) s += acc[l];
+  return s;
+}
+
+// Converts one weight row to float32 into `out` (n_in floats).
+void row_to_f32(const Weight& w, int64_t row, float* out) {
+  const uint8_t* p = w.data + size_t(row) * w.row_bytes;
+  switch (w.type) {
+    case TensorType::F32:
+      std::memcpy(out, p, size_t(w.n_in) * 4);
+      return;
+    case TensorType::F16: {
+      const uint16_t* h = reinterpret_cast<const uint16_t*>(p);
+      for (int64_t i = 0; i < w.n_in; ++i) out[i] = fp16_to_fp32(h[i]);
+      return;
+    }
+    case TensorType::BF16: {
+      const uint16_t* h = reinterpret_cast<const uint16_t*>(p);
+      for (int64_t i = 0; i < w.n_in; ++i) out[i] = bf16_to_fp32(h[i]);
+      return;
+    }
+    default:
+      break;  // the model loader rejects other types before we get here
+  }
+}
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int n_threads) : pool_(n_threads > 0 ? n_threads : default_thread_count()) {}
+
+  std::string name() const override { return "cpu"; }
+  int n_threads() const override { return pool_.size(); }
+
+  void linear(const Weight& w, const float* bias, const float* x, int n_tokens, float* y) override {
+    const int64_t n_in = w.n_in, n_out = w.n_out;
+    // Each thread takes a slice of output rows; a row is read (and converted)
+    // once and applied to every token, so weights stream through once.
+    pool_.parallel_for(n_out, 16, [&](int64_t r0, int64_t r1, int tid) {
+      std::vector<float>& row = scratch(tid, n_in);
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* wr;
+        if (w.type == TensorType::F32) {
+          wr = reinterpret_cast<const float*>(w.data + size_t(r) * w.row_bytes);
+        } else {
+          row_to_f32(w, r, row.data());
+          wr = row.data();
+        }
+        const float b = bias ? bias[r] : 0.f;
+        for (int t = 0; t < n_tokens; ++t) y[t * n_out + r] = dot_f32(wr, x + t * n_in, n_in) + b;
+      }
+    });
+  }
+
+  void get_rows(const Weight& table, const int32_t* ids, int n, float* out) override {
+    for (int i = 0; i < n; ++i) row_to_f32(table, ids[i], out + int64_t(i) * table.n_in);
+  }
+
+  void layer_norm(const float* x, const float* gamma, const float* beta, int n_tokens, int64_t n, float eps,
+                  float* y) override {
+    pool_.parallel_for(n_tokens, 1, [&](int64_t t0, int64_t t1, int) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const float* xr = x + t * n;
+        float* yr = y + t * n;
+        double mean = 0.0;
+        for (int64_t i = 0; i < n; ++i) mean += xr[i];
+        mean /= double(n);
+        double var = 0.0;
+        for (int64_t i = 0; i < n; ++i) {
+          const double d = xr[i] - mean;
+          var += d * d;
+        }
+        var /= double(n);
+        const float inv = float(1.0 / std::sqrt(var + double(eps)));
+        const float m = float(mean);
+        for (int64_t i = 0; i < n; ++i) yr[i] = (xr[i] - m) * inv * gamma[i] + beta[i];
+      }
+    });
+  }
+
+  void gelu(float* x, size_t n, bool exact) override {
+    pool_.parallel_for(int64_t(n), 1024, [&](int64_t i0, int64_t i1, int) {
+      if (exact) {
+        for (int64_t i = i0; i < i1; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * float(M_SQRT1_2)));
+      } else {
+        const float c = 0.7978845608028654f;  // sqrt(2/pi)
+        for (int64_t i = i0; i < i1; ++i) {
+          const float v = x[i];
+          x[i] = 0.5f * v * (1.0f + std::tanh(c * (v + 0.044715f * v * v * v)));
+        }
+      }
+    });
+  }
+
+  void add(float* y, const float* x, size_t n) override {
+    for (size_t i = 0; i < n; ++i) y[i] += x[i];
+  }
+
+  void attention(const AttentionArgs& a) override {
+    const int group = a.n_head / a.n_head_kv;
+    const int64_t out_stride = int64_t(a.n_head) * a.head_dim;
+    // One work item per (token, head): scores into a per-thread row, a
+    // max-subtracted softmax, then the weighted sum of V rows. Reference
+    // version; the tiled multi-query kernel comes with the SIMD work.
+    pool_.parallel_for(int64_t(a.n_tokens) * a.n_head, 1, [&](int64_t i0, int64_t i1, int tid) {
+      std::vector<float>& scores = scratch(tid, a.n_past + a.n_tokens);
+      for (int64_t i = i0; i < i1; ++i) {
+        const int t = int(i / a.n_head), h = int(i % a.n_head);
+        const int g = h / group;
+        const int n_keys = a.n_past + t + 1;  // causal: keys up to and including this position
+        const float* q = a.q + t * a.q_stride + int64_t(h) * a.head_dim;
+        float mx = -INFINITY;
+        for (int j = 0; j < n_keys; ++j) {
+          const float s = dot_f32(q, a.k_cache + int64_t(j) * a.kv_dim + int64_t(g) * a.head_dim, a.head_dim) * a.scale;
+          scores[j] = s;
+          mx = std::max(mx, s);
+        }
+        float sum = 0.f;
+        for (int j = 0; j < n_keys; ++j) {
+          scores[j] = std::exp(scores[j] - mx);
+          sum += scores[j];
+        }
+        float* o = a.out + t * out_stride + int64_t(h) * a.head_dim;
+        std::fill(o, o + a.head_dim, 0.f);
+        const float inv = 1.f / sum;
+        for (int j = 0; j < n_keys; ++j) {
+          const float w = scores[j] * inv;
+          const float* v = a.v_cache + int64_t(j) * a.kv_dim + int64_t(g) * a.head_dim;
+          for (int d = 0; d < a.head_dim; ++d) o[d] += w * v[d];
+        }
+      }
+    });
+  }
+
+ private:
+  // Per-thread scratch buffer, grown on demand and reused across calls.
+  std::vector<float>& scratch(int tid, int64_t n) {
+    std::vector<float>& s = scratch_[tid];
+    if (int64_t(s.size()) < n) s.resize(size_t(n));
+    return s;
+  }
+
+  ThreadPool pool_;
+  std::vector<std::vector<float>> scratch_ = std::vector<std::vector<float>>(size_t(pool_.size()));
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(int n_threads) { return std::make_unique<CpuBackend>(n_threads); }
+
+}  // namespace sc

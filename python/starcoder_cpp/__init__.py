@@ -1,0 +1,20 @@
+"""starcoder-cpp: native CPU inference for GPT-BigCode (StarCoder) code models.
+
+    >>> import starcoder_cpp
+    >>> m = starcoder_cpp.Model(starcoder_cpp.demo_model_path())
+    >>> m.complete("def fibonacci(n):", max_tokens=16)
+"""
+
+from ._core import ContextOverflowError, GGUFError, ModelError, inspect_gguf
+from .model import Model, Tokenizer, demo_model_path
+
+__all__ = [
+    "Model",
+    "Tokenizer",
+    "GGUFError",
+    "ModelError",
+    "ContextOverflowError",
+    "demo_model_path",
+    "inspect_gguf",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,64 @@
+"""Shared fixtures: paths to ../shared, and checkpoints built and converted once per session."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+TINY_MODEL_DIR = SHARED / "models" / "tiny-bigcode-py"
+VOCAB_DIR = SHARED / "vocab"
+
+sys.path.insert(0, str(REPO / "tools"))
+
+# CI sets STARCODER_REQUIRE_PEERS=1 so that a missing peer (llama.cpp,
+# transformers, ../shared) fails the run instead of skipping tests.
+REQUIRE_PEERS = os.environ.get("STARCODER_REQUIRE_PEERS") == "1"
+
+
+def require(module_name: str):
+    """Import a peer package, or skip (fail under STARCODER_REQUIRE_PEERS=1)."""
+    if REQUIRE_PEERS:
+        return __import__(module_name)
+    return pytest.importorskip(module_name)
+
+
+def require_path(path: Path) -> Path:
+    if not path.exists():
+        if REQUIRE_PEERS:
+            raise FileNotFoundError(path)
+        pytest.skip(f"{path} not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    return require_path(TINY_MODEL_DIR)
+
+
+@pytest.fixture(scope="session")
+def tiny_reference(tiny_model_dir) -> dict:
+    return json.loads((tiny_model_dir / "reference.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf_f32(tiny_model_dir, tmp_path_factory) -> Path:
+    from starcoder_cpp.convert import convert_checkpoint
+
+    out = tmp_path_factory.mktemp("tiny") / "tiny-f32.gguf"
+    convert_checkpoint(str(tiny_model_dir), str(out), out_type="f32", progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf_f16(tiny_model_dir, tmp_path_factory) -> Path:
+    from starcoder_cpp.convert import convert_checkpoint
+
+    out = tmp_path_factory.mktemp("tiny") / "tiny-f16.gguf"
+    convert_checkpoint(str(tiny_model_dir), str(out), out_type="f16", progress=False)
+    return out
