@@ -46,6 +46,8 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
   virtual int n_threads() const = 0;
+  // Whether linear/get_rows can run weights stored as `t`.
+  virtual bool supports(TensorType t) const = 0;
 
   // y[t] = W x[t] + bias (bias may be null), for t < n_tokens.
   // x has row stride w.n_in, y has row stride w.n_out.

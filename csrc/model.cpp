@@ -42,10 +42,6 @@ int positive_int(const GGUFFile& f, const std::string& k) {
   return int(v);
 }
 
-bool is_runnable_matrix_type(TensorType t) {
-  return t == TensorType::F32 || t == TensorType::F16 || t == TensorType::BF16;
-}
-
 }  // namespace
 
 Model::Model(const std::string& path, const ModelOptions& options) : opts_(options) {
@@ -55,6 +51,7 @@ Model::Model(const std::string& path, const ModelOptions& options) : opts_(optio
     throw ModelError(path + ": general.architecture is '" + arch +
                      "'; this runtime runs GPT-BigCode models ('starcoder')");
   load_hparams();
+  backend_ = make_cpu_backend(opts_.n_threads);
   tokenizer_ = std::make_unique<Tokenizer>(*file_);
   if (tokenizer_->n_vocab() != hp_.n_vocab)
     throw ModelError(path + ": tokenizer has " + std::to_string(tokenizer_->n_vocab()) +
@@ -70,7 +67,6 @@ Model::Model(const std::string& path, const ModelOptions& options) : opts_(optio
   seqs_.resize(kMaxSeq);
   sequence(0);
   buf_ = std::make_unique<Buffers>();
-  backend_ = make_cpu_backend(opts_.n_threads);
 }
 
 Model::~Model() = default;
@@ -112,14 +108,14 @@ std::string shape_str(const GGUFTensor& t) {
   return s + "]";
 }
 
-Weight matrix(const GGUFFile& f, const std::string& name, int64_t n_in, int64_t n_out) {
+Weight matrix(const GGUFFile& f, const Backend& be, const std::string& name, int64_t n_in, int64_t n_out) {
   const GGUFTensor& t = require(f, name);
   if (t.n_dims != 2 || t.ne[0] != n_in || t.ne[1] != n_out)
     throw ModelError(f.path() + ": tensor '" + name + "' has shape " + shape_str(t) + ", expected [" +
                      std::to_string(n_in) + ", " + std::to_string(n_out) + "]");
-  if (!is_runnable_matrix_type(t.type))
+  if (!be.supports(t.type))
     throw ModelError(f.path() + ": tensor '" + name + "' has type " + tensor_type_name(t.type) +
-                     ", which this build cannot run yet (supported: f32, f16, bf16)");
+                     ", which the " + be.name() + " backend cannot run");
   Weight w;
   w.type = t.type;
   w.n_in = n_in;
@@ -162,11 +158,12 @@ void Model::load_weights() {
   const GGUFFile& f = *file_;
   const int64_t E = hp_.n_embd, F = hp_.n_ff, V = hp_.n_vocab;
   const int64_t qkv = E + 2 * int64_t(hp_.n_head_kv) * hp_.head_dim;
-  tok_embd_ = matrix(f, "token_embd.weight", E, V);
-  pos_embd_ = matrix(f, "position_embd.weight", E, hp_.n_ctx_train);
+  const Backend& be = *backend_;
+  tok_embd_ = matrix(f, be, "token_embd.weight", E, V);
+  pos_embd_ = matrix(f, be, "position_embd.weight", E, hp_.n_ctx_train);
   out_norm_w_ = vector_f32(f, "output_norm.weight", E);
   out_norm_b_ = vector_f32(f, "output_norm.bias", E);
-  output_ = f.find_tensor("output.weight") ? matrix(f, "output.weight", E, V) : tok_embd_;
+  output_ = f.find_tensor("output.weight") ? matrix(f, be, "output.weight", E, V) : tok_embd_;
 
   layers_.resize(size_t(hp_.n_layer));
   for (int i = 0; i < hp_.n_layer; ++i) {
@@ -174,15 +171,15 @@ void Model::load_weights() {
     Layer& L = layers_[size_t(i)];
     L.attn_norm_w = vector_f32(f, p + "attn_norm.weight", E);
     L.attn_norm_b = vector_f32(f, p + "attn_norm.bias", E);
-    L.attn_qkv = matrix(f, p + "attn_qkv.weight", E, qkv);
+    L.attn_qkv = matrix(f, be, p + "attn_qkv.weight", E, qkv);
     L.attn_qkv_b = vector_f32(f, p + "attn_qkv.bias", qkv, true);
-    L.attn_out = matrix(f, p + "attn_output.weight", E, E);
+    L.attn_out = matrix(f, be, p + "attn_output.weight", E, E);
     L.attn_out_b = vector_f32(f, p + "attn_output.bias", E, true);
     L.ffn_norm_w = vector_f32(f, p + "ffn_norm.weight", E);
     L.ffn_norm_b = vector_f32(f, p + "ffn_norm.bias", E);
-    L.ffn_up = matrix(f, p + "ffn_up.weight", E, F);
+    L.ffn_up = matrix(f, be, p + "ffn_up.weight", E, F);
     L.ffn_up_b = vector_f32(f, p + "ffn_up.bias", F, true);
-    L.ffn_down = matrix(f, p + "ffn_down.weight", F, E);
+    L.ffn_down = matrix(f, be, p + "ffn_down.weight", F, E);
     L.ffn_down_b = vector_f32(f, p + "ffn_down.bias", E, true);
   }
 }

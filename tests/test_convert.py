@@ -546,6 +546,18 @@ def test_failed_conversion_keeps_an_existing_output_untouched(build, tmp_path):
     assert out.read_bytes() == b"old"
 
 
+def test_values_beyond_the_f16_range_give_a_warning(build, tmp_path, capsys):
+    d = _copy_without(build(), tmp_path / "big")
+    f = st_reader.SafetensorsFile(d / "model.safetensors")
+    info = f.info("transformer.h.0.mlp.c_fc.weight")
+    with open(d / "model.safetensors", "r+b") as fh:
+        fh.seek(f.data_start + info.begin)
+        fh.write(struct.pack("<f", 1e6))
+    summary = convert.convert_checkpoint(d, tmp_path / "m.gguf", progress=False)
+    assert len(summary["warnings"]) == 1 and "mlp.c_fc.weight" in summary["warnings"][0]
+    assert "F16 range" in capsys.readouterr().err
+
+
 # ============================================================================ PyTorch .bin checkpoints
 
 

@@ -8,6 +8,7 @@
 
 #include "backend.h"
 #include "cpu/thread_pool.h"
+#include "quant.h"
 
 namespace sc {
 namespace {
@@ -44,7 +45,9 @@ void row_to_f32(const Weight& w, int64_t row, float* out) {
       return;
     }
     default:
-      break;  // the model loader rejects other types before we get here
+      // block-quantized types: dequantize this one row (get_rows, tests)
+      dequantize_row(w.type, p, out, w.n_in);
+      return;
   }
 }
 
@@ -54,8 +57,12 @@ class CpuBackend final : public Backend {
 
   std::string name() const override { return "cpu"; }
   int n_threads() const override { return pool_.size(); }
+  bool supports(TensorType t) const override {
+    return t == TensorType::F32 || t == TensorType::F16 || t == TensorType::BF16 || is_weight_quant_type(t);
+  }
 
   void linear(const Weight& w, const float* bias, const float* x, int n_tokens, float* y) override {
+    if (is_quantized(w.type)) return linear_quantized(w, bias, x, n_tokens, y);
     const int64_t n_in = w.n_in, n_out = w.n_out;
     // Each thread takes a slice of output rows; a row is read (and converted)
     // once and applied to every token, so weights stream through once.
@@ -156,6 +163,28 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  // Quantized weights (ggml's scheme): each activation row is quantized once
+  // into the weight type's dot format (Q8_0 / Q8_1 / Q8_K), then every output
+  // is a sum of integer block dot products. No weight row is ever expanded.
+  void linear_quantized(const Weight& w, const float* bias, const float* x, int n_tokens, float* y) {
+    const int64_t n_in = w.n_in, n_out = w.n_out;
+    const TensorType dt = vec_dot_type(w.type);
+    const size_t act_row = size_t(row_size(dt, n_in));
+    if (act_.size() < act_row * size_t(n_tokens)) act_.resize(act_row * size_t(n_tokens));
+    uint8_t* act = act_.data();
+    pool_.parallel_for(n_tokens, 1, [&](int64_t t0, int64_t t1, int) {
+      for (int64_t t = t0; t < t1; ++t) quantize_row_for_dot(w.type, x + t * n_in, act + size_t(t) * act_row, n_in);
+    });
+    pool_.parallel_for(n_out, 16, [&](int64_t r0, int64_t r1, int) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const uint8_t* wr = w.data + size_t(r) * w.row_bytes;
+        const float b = bias ? bias[r] : 0.f;
+        for (int t = 0; t < n_tokens; ++t)
+          y[t * n_out + r] = vec_dot(w.type, n_in, wr, act + size_t(t) * act_row) + b;
+      }
+    });
+  }
+
   // Per-thread scratch buffer, grown on demand and reused across calls.
   std::vector<float>& scratch(int tid, int64_t n) {
     std::vector<float>& s = scratch_[tid];
@@ -164,6 +193,7 @@ class CpuBackend final : public Backend {
   }
 
   ThreadPool pool_;
+  std::vector<uint8_t> act_;  // quantized activation rows of the current linear()
   std::vector<std::vector<float>> scratch_ = std::vector<std::vector<float>>(size_t(pool_.size()));
 };
 

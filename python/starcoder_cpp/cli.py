@@ -26,12 +26,75 @@ def _load(args):
     return Model(args.model, n_ctx=args.n_ctx, n_threads=args.threads)
 
 
+def _sampling_kwargs(args) -> dict:
+    return dict(
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        repeat_penalty=args.repeat_penalty,
+        seed=args.seed,
+        stop=args.stop or None,
+    )
+
+
+def _stream(pieces, out=sys.stdout) -> None:
+    for piece in pieces:
+        out.write(piece)
+        out.flush()
+
+
+def _report(stream, args) -> None:
+    if args.verbose:
+        print(f"\n[finish: {stream.finish_reason}, prompt tokens: {stream.n_prompt_tokens}, "
+              f"generated: {len(stream.tokens)}]", file=sys.stderr)
+
+
 def _cmd_complete(args) -> int:
     m = _load(args)
+    stream = m.complete(args.prompt, stream=True, truncate_prompt=args.truncate, **_sampling_kwargs(args))
     sys.stdout.write(args.prompt)
-    sys.stdout.write(m.complete(args.prompt, max_tokens=args.max_tokens))
+    _stream(stream)
     sys.stdout.write("\n")
+    _report(stream, args)
     return 0
+
+
+def _cmd_infill(args) -> int:
+    m = _load(args)
+    stream = m.infill(args.prefix, args.suffix, stream=True, truncate_prompt=args.truncate, **_sampling_kwargs(args))
+    if args.middle_only:
+        _stream(stream)
+    else:
+        sys.stdout.write(args.prefix)
+        _stream(stream)
+        sys.stdout.write(args.suffix)
+    sys.stdout.write("\n")
+    _report(stream, args)
+    return 0
+
+
+def _cmd_perplexity(args) -> int:
+    m = _load(args)
+    with open(args.file, encoding="utf-8") as f:
+        text = f.read()
+    bar = _progress_bar("perplexity") if sys.stderr.isatty() and not args.quiet else None
+    ppl = m.perplexity(text, window=args.window, stride=args.stride, progress=bar)
+    if bar:
+        sys.stderr.write("\n")
+    print(f"{ppl:.4f}")
+    return 0
+
+
+def _progress_bar(label: str):
+    def update(done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / max(total, 1))
+        sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        sys.stderr.flush()
+
+    return update
 
 
 def _cmd_tokenize(args) -> int:
@@ -60,6 +123,19 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all cores)")
 
 
+def _add_sampling_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("generation")
+    g.add_argument("-n", "--max-tokens", type=int, default=128, help="tokens to generate (default 128)")
+    g.add_argument("--temperature", "--temp", type=float, default=0.2, help="0 for greedy (default 0.2)")
+    g.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (default 0: off)")
+    g.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95; 1: off)")
+    g.add_argument("--min-p", type=float, default=0.0, help="drop tokens below min-p x best (default 0: off)")
+    g.add_argument("--repeat-penalty", type=float, default=1.0, help="penalty for recent tokens (default 1: off)")
+    g.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    g.add_argument("--truncate", action="store_true", help="drop the start of a prompt too long for the context")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="starcoder-cpp",
@@ -75,11 +151,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_cmd_convert)
 
-    p = sub.add_parser("complete", help="complete a prompt (greedy)")
+    p = sub.add_parser("complete", help="complete a prompt, streaming to the terminal")
     _add_model_args(p)
-    p.add_argument("prompt", help="text to continue")
-    p.add_argument("-n", "--max-tokens", type=int, default=64, help="tokens to generate (default 64)")
+    p.add_argument("prompt", help="text to continue (special tokens such as <fim_prefix> are recognised)")
+    _add_sampling_args(p)
     p.set_defaults(func=_cmd_complete)
+
+    p = sub.add_parser("infill", help="fill in the middle between a prefix and a suffix")
+    _add_model_args(p)
+    p.add_argument("--prefix", required=True, help="text before the gap")
+    p.add_argument("--suffix", default="", help="text after the gap")
+    p.add_argument("--middle-only", action="store_true", help="print only the generated middle")
+    _add_sampling_args(p)
+    p.set_defaults(func=_cmd_infill)
+
+    p = sub.add_parser("perplexity", help="perplexity of a text file")
+    _add_model_args(p)
+    p.add_argument("file", help="UTF-8 text file")
+    p.add_argument("--window", type=int, default=None, help="tokens per window (default: n_ctx, at most 1024)")
+    p.add_argument("--stride", type=int, default=None, help="tokens between window starts (default: window)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_perplexity)
 
     p = sub.add_parser("tokenize", help="show the token ids of a text")
     p.add_argument("-m", "--model", required=True, help="GGUF model or vocab file ('demo' for the demo model)")

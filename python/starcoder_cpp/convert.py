@@ -791,8 +791,9 @@ def _chunks(raw: np.ndarray, src_dtype: str, plan: _Plan, warn: Callable[[str], 
             yield np.ascontiguousarray(block)
         else:
             f = bf16_to_float32(block) if src_dtype == "BF16" else np.asarray(block, dtype=np.float32)
-            if target == GGMLType.F16 and not overflow and f.size and float(np.max(np.abs(f))) > _F16_MAX:
-                overflow = True
+            if target == GGMLType.F16 and not overflow and f.size:
+                # max/min instead of abs(): no temporary array
+                overflow = float(f.max()) > _F16_MAX or float(f.min()) < -_F16_MAX
             yield encode_tensor(target, f)
         if not permuted:
             # the rows up to here are written: unmap their pages so that resident

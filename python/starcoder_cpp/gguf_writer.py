@@ -188,8 +188,10 @@ def _encode_f32(a: np.ndarray) -> np.ndarray:
 
 
 def _encode_f16(a: np.ndarray) -> np.ndarray:
-    # numpy rounds to nearest, ties to even (same as ggml's F32 -> F16 conversion)
-    return np.ascontiguousarray(a, dtype="<f2")
+    # numpy rounds to nearest, ties to even (same as ggml's F32 -> F16 conversion);
+    # values beyond +-65504 become infinities (callers check and report that)
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(a, dtype="<f2")
 
 
 def _encode_bf16(a: np.ndarray) -> np.ndarray:

@@ -37,6 +37,84 @@ def _resolve_path(path: str | os.PathLike) -> str:
     return p
 
 
+def _sampling(temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed) -> "_core.SamplingParams":
+    sp = _core.SamplingParams()
+    sp.temperature = float(temperature)
+    sp.top_k = int(top_k)
+    sp.top_p = float(top_p)
+    sp.min_p = float(min_p)
+    sp.repeat_penalty = float(repeat_penalty)
+    sp.repeat_last_n = int(repeat_last_n)
+    if seed is None:
+        seed = int.from_bytes(os.urandom(8), "little")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    sp.seed = int(seed) & (2**64 - 1)
+    sp.check()  # raises ValueError naming the bad parameter
+    return sp
+
+
+def _stop_list(stop) -> list[str]:
+    if stop is None:
+        return []
+    if isinstance(stop, str):
+        stop = [stop]
+    out = list(stop)
+    for s in out:
+        if not isinstance(s, str) or not s:
+            raise ValueError(f"stop sequences must be non-empty strings, got {s!r}")
+    return out
+
+
+def fim_prompt_ids(model, prefix: str, suffix: str) -> list[int]:
+    """StarCoder's prefix-suffix-middle prompt as token ids."""
+    ids = {}
+    for name in ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"):
+        ids[name] = model.token_id(name)
+        if ids[name] < 0:
+            raise ValueError(f"this model's vocabulary has no {name} token: it was not trained for fill-in-the-middle")
+    return ([ids["<fim_prefix>"]] + model.tokenize(prefix) + [ids["<fim_suffix>"]] + model.tokenize(suffix)
+            + [ids["<fim_middle>"]])
+
+
+class CompletionText(str):
+    """The text of a completion, with how it ended.
+
+    finish_reason: "eos" (end-of-text token), "stop" (a stop string), or
+    "length" (max_tokens or a full context).
+    """
+
+    def __new__(cls, text, finish_reason, n_prompt_tokens, n_reused_tokens, n_tokens):
+        obj = super().__new__(cls, text)
+        obj.finish_reason = finish_reason
+        obj.n_prompt_tokens = n_prompt_tokens
+        obj.n_reused_tokens = n_reused_tokens
+        obj.n_tokens = n_tokens
+        return obj
+
+
+class CompletionStream:
+    """Iterator over the text pieces of a running completion. After it is
+    exhausted, finish_reason says why it ended; tokens lists the ids."""
+
+    def __init__(self, handle):
+        self._h = handle
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        piece = self._h.next()
+        if piece is None:
+            raise StopIteration
+        return piece.decode("utf-8", errors="replace")
+
+    finish_reason = property(lambda self: self._h.finish_reason)
+    n_prompt_tokens = property(lambda self: self._h.n_prompt_tokens)
+    n_reused_tokens = property(lambda self: self._h.n_reused_tokens, doc="prompt tokens found in the KV cache")
+    tokens = property(lambda self: self._h.generated)
+
+
 def _non_negative_int(name: str, value) -> int:
     if value is None:
         return 0
@@ -150,16 +228,174 @@ class Model:
         stop = [self.eos_id] if stop_at_eos else []
         return self._m.generate_greedy(tokens, max_new_tokens, stop)
 
-    def complete(self, prompt: str, max_tokens: int = 64) -> str:
-        """Greedy text completion of `prompt` (special-token strings in the
-        prompt, e.g. <fim_prefix>, are recognised). Stops at end of text."""
-        ids = self.tokenize(prompt, special=True)
+    # --- text completion --------------------------------------------------
+    def complete(
+        self,
+        prompt: str | Sequence[int],
+        max_tokens: int = 128,
+        temperature: float = 0.2,
+        top_k: int = 0,
+        top_p: float = 0.95,
+        min_p: float = 0.0,
+        repeat_penalty: float = 1.0,
+        repeat_last_n: int = 64,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        stream: bool = False,
+        special: bool = True,
+        truncate_prompt: bool = False,
+    ):
+        """Completes `prompt` (text, or token ids).
+
+        Greedy when temperature is 0; otherwise samples with top-k (0: off),
+        top-p (1: off) and min-p (0: off) after a repeat penalty (1: off).
+        The same seed gives the same output (seed=None: a random one).
+        Generation ends at end-of-text (finish_reason "eos"), at a stop string
+        (matched on text across token boundaries, never included: "stop"), or
+        after max_tokens ("length"). special=True recognises special-token
+        strings such as <fim_prefix> in a text prompt.
+
+        A prompt that does not fit the context raises ContextOverflowError, or
+        with truncate_prompt=True loses tokens from its start so that it and
+        max_tokens fit.
+
+        Returns a CompletionText (a str with .finish_reason and token counts),
+        or with stream=True a CompletionStream yielding str pieces as they are
+        generated (a multi-byte character is never split between pieces).
+        """
+        ids = self._prompt_ids(prompt, special)
+        return self._start(ids, max_tokens, stop, stream, truncate_prompt, [self.eos_id],
+                           _sampling(temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed))
+
+    def infill(
+        self,
+        prefix: str,
+        suffix: str,
+        max_tokens: int = 128,
+        temperature: float = 0.2,
+        top_k: int = 0,
+        top_p: float = 0.95,
+        min_p: float = 0.0,
+        repeat_penalty: float = 1.0,
+        repeat_last_n: int = 64,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        stream: bool = False,
+        truncate_prompt: bool = False,
+    ):
+        """Fill-in-the-middle: returns the text between `prefix` and `suffix`.
+
+        Builds StarCoder's PSM prompt <fim_prefix>{prefix}<fim_suffix>{suffix}
+        <fim_middle> (prefix and suffix are plain text: special-token strings
+        inside them are not interpreted) and stops at <|endoftext|> or
+        <fim_pad>. Other arguments as for complete().
+        """
+        ids = fim_prompt_ids(self, prefix, suffix)
+        stop_ids = [self.eos_id]
+        pad = self.token_id("<fim_pad>")
+        if pad >= 0:
+            stop_ids.append(pad)
+        return self._start(ids, max_tokens, stop, stream, truncate_prompt, stop_ids,
+                           _sampling(temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed))
+
+    def complete_batch(
+        self,
+        prompts: Sequence[str],
+        max_tokens: int = 128,
+        temperature: float = 0.2,
+        top_k: int = 0,
+        top_p: float = 0.95,
+        min_p: float = 0.0,
+        repeat_penalty: float = 1.0,
+        repeat_last_n: int = 64,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        special: bool = True,
+    ) -> list["CompletionText"]:
+        """Completes several prompts together, decoding all of them in one
+        forward pass per step (the weights are read once per step for all).
+        Prompt i samples with seed + i. Uses KV-cache sequences 0..len-1."""
+        if isinstance(prompts, str):
+            raise TypeError("complete_batch takes a list of prompts")
+        if len(prompts) == 0:
+            return []
+        ids = [self._prompt_ids(p, special) for p in prompts]
+        max_tokens = _non_negative_int("max_tokens", max_tokens)
+        sp = _sampling(temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed)
+        results = self._m.complete_batch(ids, sp, max_tokens, _stop_list(stop), [self.eos_id])
+        return [
+            CompletionText(text.decode("utf-8", errors="replace"), reason, len(p), 0, n)
+            for (text, reason, n), p in zip(results, ids)
+        ]
+
+    def _prompt_ids(self, prompt, special: bool) -> list[int]:
+        if isinstance(prompt, str):
+            ids = self.tokenize(prompt, special=special)
+        else:
+            ids = [int(t) for t in prompt]
         if not ids:
-            ids = [self.bos_id]
-        new = self.generate(ids, max_tokens)
-        if new and new[-1] == self.eos_id:
-            new = new[:-1]
-        return self.detokenize(new)
+            ids = [self.bos_id]  # an empty prompt starts a new document
+        return ids
+
+    def _start(self, ids, max_tokens, stop, stream, truncate_prompt, stop_ids, sp):
+        max_tokens = _non_negative_int("max_tokens", max_tokens)
+        if truncate_prompt:
+            keep = max(1, self.n_ctx - max_tokens)
+            ids = ids[-keep:]
+        elif len(ids) > self.n_ctx:
+            from ._core import ContextOverflowError
+
+            raise ContextOverflowError(
+                f"the prompt has {len(ids)} tokens but the context holds {self.n_ctx}; "
+                "pass truncate_prompt=True to drop tokens from its start, or load the model with a larger n_ctx"
+            )
+        handle = self._m.start_completion(ids, sp, max_tokens, _stop_list(stop), stop_ids)
+        it = CompletionStream(handle)
+        if stream:
+            return it
+        text = "".join(it)
+        return CompletionText(text, it.finish_reason, it.n_prompt_tokens, it.n_reused_tokens, len(it.tokens))
+
+    def perplexity(self, text: str, window: int | None = None, stride: int | None = None,
+                   progress=None) -> float:
+        """Perplexity of `text` (tokenized as plain text, no BOS).
+
+        The tokens are scored in windows of `window` tokens (default: the
+        context, at most 1024), each evaluated from position 0; windows start
+        `stride` tokens apart (default: `window`, i.e. non-overlapping), and
+        each token is scored once, by the first window that predicts it with
+        the most context. progress(done, total) is called after each window.
+        """
+        ids = self.tokenize(text)
+        if len(ids) < 2:
+            raise ValueError("perplexity needs a text of at least two tokens")
+        window = _non_negative_int("window", window) or min(self.n_ctx, 1024)
+        if window < 2 or window > self.n_ctx:
+            raise ValueError(f"window must be in [2, n_ctx={self.n_ctx}]")
+        stride = _non_negative_int("stride", stride) or window
+        if stride > window:
+            raise ValueError("stride must be <= window")
+        nll, count = 0.0, 0
+        scored_until = 1  # tokens [1, scored_until) have been scored
+        starts = list(range(0, len(ids) - 1, stride))
+        for k, start in enumerate(starts):
+            chunk = ids[start:start + window]
+            if len(chunk) < 2 or start + len(chunk) <= scored_until:
+                continue
+            self.reset()
+            logits = self.eval(chunk, all_logits=True).astype(np.float64)
+            first = max(scored_until - start, 1)  # first position in chunk to score
+            targets = np.asarray(chunk[first:])
+            rows = logits[first - 1:len(chunk) - 1]
+            mx = rows.max(axis=1, keepdims=True)
+            logz = np.log(np.exp(rows - mx).sum(axis=1)) + mx[:, 0]
+            nll += float((logz - rows[np.arange(len(targets)), targets]).sum())
+            count += len(targets)
+            scored_until = start + len(chunk)
+            if progress:
+                progress(k + 1, len(starts))
+        self.reset()
+        return float(np.exp(nll / count))
 
     # --- metadata ---------------------------------------------------------
     n_vocab = property(lambda self: self._m.n_vocab)

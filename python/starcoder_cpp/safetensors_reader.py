@@ -70,7 +70,9 @@ def bf16_to_float32(u16: np.ndarray) -> np.ndarray:
     u16 = np.asarray(u16)
     if u16.dtype.itemsize != 2:
         raise TypeError(f"expected 16-bit raw bfloat16 data, got {u16.dtype}")
-    return (u16.view("<u2").astype("<u4") << 16).view("<f4")
+    wide = u16.view("<u2").astype("<u4")
+    wide <<= 16  # in place: no second temporary
+    return wide.view("<f4")
 
 
 def _mapping_of(arr: np.ndarray) -> Optional[mmap.mmap]:
