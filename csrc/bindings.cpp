@@ -19,6 +19,9 @@
 namespace py = pybind11;
 using namespace sc;
 
+// bindings_quant.cpp
+void register_quant_bindings(pybind11::module_& m);
+
 namespace {
 
 // A tokenizer loaded on its own (a vocab-only GGUF, or a model file).
@@ -324,4 +327,6 @@ PYBIND11_MODULE(_core, m) {
         for (const GGUFTensor& t : pm.model->file().tensors()) d[py::str(t.name)] = tensor_type_name(t.type);
         return d;
       });
+
+  register_quant_bindings(m);
 }

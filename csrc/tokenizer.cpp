@@ -11,8 +11,11 @@
 //      lowest-ranked adjacent pair, leftmost first among equal ranks.
 //
 // Text that is not valid UTF-8 (HF never sees any: Python str is valid) is
-// still tokenized without loss: each stray byte is a codepoint of class
-// "other" and keeps its raw byte.
+// still tokenized, never read out of bounds: each stray byte is a codepoint
+// of class "other" and keeps its raw byte. Like HF, a byte whose one-byte
+// token is missing from the vocabulary is dropped; the StarCoder vocabs lack
+// the 13 bytes that never occur in UTF-8 plus 0xF1, the lead byte of
+// U+40000..U+7FFFF (all unassigned), so valid text otherwise round-trips.
 #include "tokenizer.h"
 
 #include <algorithm>
@@ -112,69 +115,58 @@ class PairTable {
 // Merge cache: piece bytes -> BPE ids.
 //
 // Source code repeats the same identifiers and indentation runs endlessly, so
-// most pieces are cache hits. encode() is const and may run on several
-// threads at once, so the cache is split into shards, each behind its own
-// mutex: uncontended locking costs a few ns, far less than the BPE it saves,
-// and threads rarely touch the same shard at the same moment. (A per-thread
-// cache would avoid the lock but multiply memory by the thread count and
-// need per-Tokenizer thread_local bookkeeping.) Memory is bounded: a shard
-// that fills up is simply emptied.
+// most pieces are cache hits (Python's stdlib: 8.1M pieces, 87k distinct).
+// encode() is const and may run on several threads at once, so the cache is
+// split into shards, each behind its own mutex: uncontended locking costs a
+// few ns, far less than the BPE it saves, and threads rarely want the same
+// shard at the same moment. (A per-thread cache would avoid the lock but
+// multiply memory by the thread count and need per-Tokenizer thread_local
+// bookkeeping.) Shards start small and double as they fill, up to a fixed
+// bound (~128k pieces, ~8 MiB in all); a full shard is simply emptied.
 class MergeCache {
  public:
   static constexpr size_t kMaxKeyLen = 64;  // longer pieces are rare; not cached
 
   MergeCache() {
-    for (Shard& s : shards_) s.reset();
+    for (Shard& s : shards_) s.reset(kInitialSlots);
   }
 
   // Appends the cached ids for `key` to `out`; false when absent.
   bool find(std::string_view key, uint64_t hash, std::vector<int32_t>& out) const {
     const Shard& s = shard(hash);
     std::lock_guard<std::mutex> lock(s.mu);
-    for (size_t i = slot_of(hash);; i = (i + 1) & (kSlots - 1)) {
-      const Entry& e = s.slots[i];
-      if (e.key_len == 0) return false;
-      if (e.hash == hash && e.key_len == key.size() &&
-          std::memcmp(s.keys.data() + e.key_off, key.data(), key.size()) == 0) {
-        const int32_t* ids = s.ids.data() + e.ids_off;
-        out.insert(out.end(), ids, ids + e.n_ids);
-        return true;
-      }
-    }
+    const Entry* e = s.lookup(key, hash);
+    if (!e) return false;
+    const int32_t* ids = s.ids.data() + e->ids_off;
+    out.insert(out.end(), ids, ids + e->n_ids);
+    return true;
   }
 
   void insert(std::string_view key, uint64_t hash, const int32_t* ids, size_t n_ids) {
     if (key.empty() || key.size() > kMaxKeyLen || n_ids > kMaxKeyLen) return;
     Shard& s = shard(hash);
     std::lock_guard<std::mutex> lock(s.mu);
-    if (s.used >= kMaxEntries) s.reset();
-    for (size_t i = slot_of(hash);; i = (i + 1) & (kSlots - 1)) {
-      Entry& e = s.slots[i];
-      if (e.key_len == 0) {
-        e = Entry{hash, uint32_t(s.keys.size()), uint32_t(s.ids.size()), uint16_t(key.size()),
-                  uint16_t(n_ids)};
-        s.keys.append(key.data(), key.size());
-        s.ids.insert(s.ids.end(), ids, ids + n_ids);
-        ++s.used;
-        return;
-      }
-      if (e.hash == hash && e.key_len == key.size() &&
-          std::memcmp(s.keys.data() + e.key_off, key.data(), key.size()) == 0)
-        return;  // another thread got here first
+    if (s.lookup(key, hash)) return;  // another thread got here first
+    if (2 * (s.used + 1) > s.slots.size()) {  // keep the load factor <= 0.5
+      if (s.slots.size() < kMaxSlots)
+        s.grow();
+      else
+        s.reset(s.slots.size());
     }
+    s.add(key, hash, ids, n_ids);
   }
 
  private:
   static constexpr size_t kShards = 16;
-  static constexpr size_t kSlots = 4096;             // per shard, power of two
-  static constexpr size_t kMaxEntries = kSlots / 2;  // load factor <= 0.5
+  static constexpr size_t kInitialSlots = 512;  // per shard, power of two
+  static constexpr size_t kMaxSlots = 16384;
 
   struct Entry {
-    uint64_t hash;
+    uint32_t hash;  // low 32 bits of the key's hash
     uint32_t key_off;
     uint32_t ids_off;
-    uint16_t key_len;  // 0: empty slot (pieces are never empty)
-    uint16_t n_ids;
+    uint8_t key_len;  // 0: empty slot (pieces are never empty)
+    uint8_t n_ids;
   };
   struct Shard {
     mutable std::mutex mu;
@@ -183,19 +175,54 @@ class MergeCache {
     std::vector<int32_t> ids;  // all values, back to back
     size_t used = 0;
 
-    void reset() {
-      slots.assign(kSlots, Entry{0, 0, 0, 0, 0});
+    size_t mask() const { return slots.size() - 1; }
+
+    const Entry* lookup(std::string_view key, uint64_t hash) const {
+      for (size_t i = hash & mask();; i = (i + 1) & mask()) {
+        const Entry& e = slots[i];
+        if (e.key_len == 0) return nullptr;
+        if (e.hash == uint32_t(hash) && e.key_len == key.size() &&
+            std::memcmp(keys.data() + e.key_off, key.data(), key.size()) == 0)
+          return &e;
+      }
+    }
+
+    void place(const Entry& entry) {
+      size_t i = entry.hash & mask();
+      while (slots[i].key_len != 0) i = (i + 1) & mask();
+      slots[i] = entry;
+    }
+
+    void add(std::string_view key, uint64_t hash, const int32_t* v, size_t n) {
+      place(Entry{uint32_t(hash), uint32_t(keys.size()), uint32_t(ids.size()),
+                  uint8_t(key.size()), uint8_t(n)});
+      keys.append(key.data(), key.size());
+      ids.insert(ids.end(), v, v + n);
+      ++used;
+    }
+
+    // Slot index uses only the low hash bits, which Entry keeps, so entries
+    // can be re-placed without their keys.
+    void grow() {
+      std::vector<Entry> old = std::move(slots);
+      slots.assign(old.size() * 2, Entry{});
+      for (const Entry& e : old)
+        if (e.key_len != 0) place(e);
+    }
+
+    void reset(size_t n_slots) {
+      slots.assign(n_slots, Entry{});
       keys.clear();
       ids.clear();
       used = 0;
     }
   };
+  static_assert(kMaxSlots <= (size_t(1) << 32), "slot index must fit the stored hash bits");
 
-  // Low hash bits pick the slot, high bits the shard, so they are independent.
-  static size_t slot_of(uint64_t hash) { return hash & (kSlots - 1); }
+  // Low hash bits pick the slot, the top 4 bits the shard: independent.
+  static_assert(kShards == 16, "shard() uses the top 4 hash bits");
   const Shard& shard(uint64_t hash) const { return shards_[hash >> 60]; }
   Shard& shard(uint64_t hash) { return shards_[hash >> 60]; }
-  static_assert(kShards == 16, "shard() uses the top 4 hash bits");
 
   std::array<Shard, kShards> shards_;
 };
@@ -266,8 +293,9 @@ struct Tokenizer::Impl {
     int32_t id;
     bool control;  // matched only with parse_special
   };
-  std::vector<Added> added;                          // longest first
+  std::vector<Added> added;  // longest first
   std::array<std::vector<uint32_t>, 256> added_by_first{};  // indices into added
+  bool has_user_defined = false;  // some added token is matched even without parse_special
   AsciiClasses ascii;
   mutable MergeCache cache;
 
@@ -382,8 +410,10 @@ void Tokenizer::Impl::index_added_tokens() {
   // longest one there (leftmost-longest).
   std::stable_sort(added.begin(), added.end(),
                    [](const Added& a, const Added& b) { return a.text.size() > b.text.size(); });
-  for (uint32_t i = 0; i < added.size(); ++i)
+  for (uint32_t i = 0; i < added.size(); ++i) {
     added_by_first[uint8_t(added[i].text[0])].push_back(i);
+    has_user_defined |= !added[i].control;
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -401,6 +431,10 @@ const Tokenizer::Impl::Added* Tokenizer::Impl::match_added_at(std::string_view s
 
 void Tokenizer::Impl::encode_with_added(std::string_view s, bool parse_special, Scratch& sc,
                                         std::vector<int32_t>& out) const {
+  if (added.empty() || (!parse_special && !has_user_defined)) {
+    encode_text(s, sc, out);  // nothing could match: skip the scan
+    return;
+  }
   size_t segment_start = 0;
   for (size_t pos = 0; pos < s.size();) {
     const Added* a = added_by_first[uint8_t(s[pos])].empty()
@@ -478,8 +512,9 @@ size_t Tokenizer::Impl::next_pretoken_end(std::string_view s, const Scratch& sc,
 void Tokenizer::Impl::encode_text(std::string_view s, Scratch& sc,
                                   std::vector<int32_t>& out) const {
   if (s.empty()) return;
-  if (s.size() > std::numeric_limits<uint32_t>::max())
-    throw std::length_error("tokenizer: text segment larger than 4 GiB");
+  // Offsets are uint32 and BPE positions int32.
+  if (s.size() > size_t(std::numeric_limits<int32_t>::max()))
+    throw std::length_error("tokenizer: text larger than 2 GiB");
   decode_codepoints(s, sc);
   const size_t n = sc.cls.size() - 1;
   for (size_t i = 0; i < n;) {

@@ -486,8 +486,8 @@ def test_missing_layers_are_refused(build, tmp_path):
 
 
 def test_bad_output_type_is_refused(build, tmp_path):
-    with pytest.raises(ConversionError, match="q4_k"):
-        convert.convert_checkpoint(build(), tmp_path / "m.gguf", out_type="q4_k", progress=False)
+    with pytest.raises(ConversionError, match="q9_z"):
+        convert.convert_checkpoint(build(), tmp_path / "m.gguf", out_type="q9_z", progress=False)
 
 
 def test_lora_dir_is_not_supported_yet(build, tmp_path):

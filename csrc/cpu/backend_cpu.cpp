@@ -7,25 +7,12 @@
 #include <vector>
 
 #include "backend.h"
+#include "cpu/kernels.h"
 #include "cpu/thread_pool.h"
 #include "quant.h"
 
 namespace sc {
 namespace {
-
-// Independent partial sums so the loop vectorises without -ffast-math.
-// The summation order is fixed, so results are deterministic.
-float dot_f32(const float* a, const float* b, int64_t n) {
-  constexpr int kLanes = 16;
-  float acc[kLanes] = {0};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) acc[l] += a[i + l] * b[i + l];
-  float s = 0.f;
-  for (; i < n; ++i) s += a[i] * b[i];
-  for (int l = 0; l < kLanes; ++l) s += acc[l];
-  return s;
-}
 
 // Converts one weight row to float32 into `out` (n_in floats).
 void row_to_f32(const Weight& w, int64_t row, float* out) {
@@ -34,11 +21,9 @@ void row_to_f32(const Weight& w, int64_t row, float* out) {
     case TensorType::F32:
       std::memcpy(out, p, size_t(w.n_in) * 4);
       return;
-    case TensorType::F16: {
-      const uint16_t* h = reinterpret_cast<const uint16_t*>(p);
-      for (int64_t i = 0; i < w.n_in; ++i) out[i] = fp16_to_fp32(h[i]);
+    case TensorType::F16:
+      cpu_kernels().f16_to_f32(reinterpret_cast<const uint16_t*>(p), out, w.n_in);
       return;
-    }
     case TensorType::BF16: {
       const uint16_t* h = reinterpret_cast<const uint16_t*>(p);
       for (int64_t i = 0; i < w.n_in; ++i) out[i] = bf16_to_fp32(h[i]);
@@ -55,7 +40,7 @@ class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(int n_threads) : pool_(n_threads > 0 ? n_threads : default_thread_count()) {}
 
-  std::string name() const override { return "cpu"; }
+  std::string name() const override { return std::string("cpu-") + cpu_kernels().level; }
   int n_threads() const override { return pool_.size(); }
   bool supports(TensorType t) const override {
     return t == TensorType::F32 || t == TensorType::F16 || t == TensorType::BF16 || is_weight_quant_type(t);
@@ -64,20 +49,43 @@ class CpuBackend final : public Backend {
   void linear(const Weight& w, const float* bias, const float* x, int n_tokens, float* y) override {
     if (is_quantized(w.type)) return linear_quantized(w, bias, x, n_tokens, y);
     const int64_t n_in = w.n_in, n_out = w.n_out;
-    // Each thread takes a slice of output rows; a row is read (and converted)
-    // once and applied to every token, so weights stream through once.
-    pool_.parallel_for(n_out, 16, [&](int64_t r0, int64_t r1, int tid) {
-      std::vector<float>& row = scratch(tid, n_in);
-      for (int64_t r = r0; r < r1; ++r) {
-        const float* wr;
-        if (w.type == TensorType::F32) {
-          wr = reinterpret_cast<const float*>(w.data + size_t(r) * w.row_bytes);
-        } else {
-          row_to_f32(w, r, row.data());
-          wr = row.data();
+    const CpuKernels& k = cpu_kernels();
+    // Each thread takes a slice of output rows. Tokens are processed in
+    // blocks small enough for their activations to stay in L2 while the
+    // slice's rows stream past, 4 rows at a time (converted to f32 once per
+    // token block), each activation row loaded once for all 4.
+    constexpr int kTokenBlock = 32;
+    pool_.parallel_for(n_out, 4, [&](int64_t r0, int64_t r1, int tid) {
+      std::vector<float>& buf = scratch(tid, 4 * n_in);
+      const float* rows[4];
+      for (int t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
+        const int t1 = std::min(n_tokens, t0 + kTokenBlock);
+        for (int64_t r = r0; r < r1; r += 4) {
+          const int nr = int(std::min<int64_t>(4, r1 - r));
+          for (int i = 0; i < 4; ++i) {
+            const int src = std::min(i, nr - 1);  // pad a short block by repeating its last row
+            if (w.type == TensorType::F32) {
+              rows[i] = reinterpret_cast<const float*>(w.data + size_t(r + src) * w.row_bytes);
+            } else {
+              if (i < nr) row_to_f32(w, r + i, buf.data() + i * n_in);
+              rows[i] = buf.data() + src * n_in;
+            }
+          }
+          int t = t0;
+          for (; t + 2 <= t1; t += 2) {
+            float out[8];
+            k.dot4x2_f32(rows[0], rows[1], rows[2], rows[3], x + t * n_in, x + (t + 1) * n_in, n_in, out);
+            for (int i = 0; i < nr; ++i) {
+              y[t * n_out + r + i] = out[i] + (bias ? bias[r + i] : 0.f);
+              y[(t + 1) * n_out + r + i] = out[4 + i] + (bias ? bias[r + i] : 0.f);
+            }
+          }
+          if (t < t1) {
+            float out[4];
+            k.dot4_f32(rows[0], rows[1], rows[2], rows[3], x + t * n_in, n_in, out);
+            for (int i = 0; i < nr; ++i) y[t * n_out + r + i] = out[i] + (bias ? bias[r + i] : 0.f);
+          }
         }
-        const float b = bias ? bias[r] : 0.f;
-        for (int t = 0; t < n_tokens; ++t) y[t * n_out + r] = dot_f32(wr, x + t * n_in, n_in) + b;
       }
     });
   }
@@ -129,6 +137,7 @@ class CpuBackend final : public Backend {
   void attention(const AttentionArgs& a) override {
     const int group = a.n_head / a.n_head_kv;
     const int64_t out_stride = int64_t(a.n_head) * a.head_dim;
+    const auto dot = cpu_kernels().dot_f32;
     // One work item per (token, head): scores into a per-thread row, a
     // max-subtracted softmax, then the weighted sum of V rows. Reference
     // version; the tiled multi-query kernel comes with the SIMD work.
@@ -140,8 +149,9 @@ class CpuBackend final : public Backend {
         const int n_keys = a.n_past + t + 1;  // causal: keys up to and including this position
         const float* q = a.q + t * a.q_stride + int64_t(h) * a.head_dim;
         float mx = -INFINITY;
+        const float* k_head = a.k_cache + int64_t(g) * a.head_dim;
         for (int j = 0; j < n_keys; ++j) {
-          const float s = dot_f32(q, a.k_cache + int64_t(j) * a.kv_dim + int64_t(g) * a.head_dim, a.head_dim) * a.scale;
+          const float s = dot(q, k_head + int64_t(j) * a.kv_dim, a.head_dim) * a.scale;
           scores[j] = s;
           mx = std::max(mx, s);
         }

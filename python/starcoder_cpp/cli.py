@@ -14,10 +14,28 @@ import sys
 def _cmd_convert(args) -> int:
     from .convert import convert_checkpoint
 
-    summary = convert_checkpoint(args.hf_dir, args.outfile, out_type=args.type, progress=not args.quiet)
+    summary = convert_checkpoint(args.hf_dir, args.outfile, out_type=args.type, progress=not args.quiet,
+                                 n_threads=args.threads or 0)
     if not args.quiet and isinstance(summary, dict):
         print(json.dumps(summary, indent=2, default=str), file=sys.stderr)
     return 0
+
+
+def _cmd_quantize(args) -> int:
+    from .quantize import quantize_gguf
+
+    summary = quantize_gguf(args.infile, args.outfile, args.type, n_threads=args.threads or 0,
+                            allow_requantize=args.allow_requantize,
+                            progress=not args.quiet and sys.stderr.isatty())
+    if not args.quiet:
+        print(json.dumps(summary, indent=2, default=str), file=sys.stderr)
+    return 0
+
+
+def _type_choices():
+    from .quant_presets import PRESETS
+
+    return list(PRESETS)
 
 
 def _load(args):
@@ -147,9 +165,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="convert a Hugging Face GPT-BigCode checkpoint to GGUF")
     p.add_argument("hf_dir", help="directory with config.json, tokenizer.json and *.safetensors")
     p.add_argument("-o", "--outfile", required=True, help="output GGUF file")
-    p.add_argument("--type", default="f16", choices=["f32", "f16"], help="weight type (default f16)")
+    p.add_argument("--type", default="f16", type=str.lower, choices=_type_choices(), metavar="TYPE",
+                   help="f32, f16, bf16 or a llama.cpp quantization preset: q8_0, q6_k, q5_k_m, q5_k_s, "
+                        "q5_1, q5_0, q4_k_m, q4_k_s, q4_1, q4_0, q3_k_l, q3_k_m, q3_k_s, q2_k (default f16)")
+    p.add_argument("-t", "--threads", type=int, default=None, help="quantization threads (default: all cores)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("quantize", help="quantize an F32/F16 GGUF model (llama.cpp presets, same bytes)")
+    p.add_argument("infile", help="input GGUF (f32, f16 or bf16 weights)")
+    p.add_argument("outfile", help="output GGUF")
+    p.add_argument("--type", required=True, type=str.lower, choices=_type_choices(), metavar="TYPE",
+                   help="preset: q8_0, q6_k, q5_k_m, q5_k_s, q5_1, q5_0, q4_k_m, q4_k_s, q4_1, q4_0, "
+                        "q3_k_l, q3_k_m, q3_k_s, q2_k (or f32, f16, bf16)")
+    p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("--allow-requantize", action="store_true", help="re-quantize tensors that are already quantized")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    p.set_defaults(func=_cmd_quantize)
 
     p = sub.add_parser("complete", help="complete a prompt, streaming to the terminal")
     _add_model_args(p)

@@ -24,6 +24,9 @@ Tensor layout notes
   ``multi_query=False`` HF interleaves per head (for head h the rows
   ``[3*h*hd, 3*h*hd+hd)`` are Q, then K, then V), so the rows (and bias) are
   permuted into ``[Q; K; V]`` order here.
+* With a quantization preset (``out_type="q4_k_m"`` ...) the weights are
+  quantized in the C++ core with llama.cpp's per-tensor type choices; the
+  output is byte-identical to llama-quantize run on the F32 conversion.
 * With ``out_type="f16"`` the 2-D weights (token embedding, QKV, attention
   output, FFN up/down, lm_head) are stored as F16; 1-D tensors (norms, biases)
   and the position embedding stay F32, as llama.cpp's converter does.
@@ -43,7 +46,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
-from .gguf_writer import GGMLType, GGUFWriter, encode_tensor
+from .gguf_writer import GGMLType, GGUFWriter, QUANTIZED_TYPES, encode_tensor
+from .quant_presets import PRESETS, QuantPlanError, normalize_preset, plan_tensor_types
 from .safetensors_reader import (
     SafetensorsCheckpoint,
     SafetensorsError,
@@ -91,6 +95,14 @@ OUT_TYPES: Dict[str, Tuple[GGMLType, int]] = {
 }
 
 _OUT_TYPE_ALIASES = {"float32": "f32", "fp32": "f32", "float16": "f16", "fp16": "f16"}
+
+# Every other output type is a llama.cpp quantization preset (q8_0, q4_k_m, ...;
+# see quant_presets.PRESETS): the per-tensor types are the ones llama-quantize
+# would pick for an F32 file of this model, and the data is bit-identical to it.
+OUT_TYPE_NAMES: List[str] = list(OUT_TYPES) + [k for k in PRESETS if k not in OUT_TYPES]
+
+# general.quantization_version that llama.cpp writes into quantized files (GGML_QNT_VERSION)
+GGML_QNT_VERSION = 2
 
 # token types (llama.cpp's llama_token_type / gguf TokenType)
 TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = 1, 2, 3, 4, 5, 6
@@ -774,7 +786,9 @@ def _plan_tensors(src: _Source, hp: HParams, weight_type: GGMLType) -> Tuple[Lis
     return plans, with_output
 
 
-def _chunks(raw: np.ndarray, src_dtype: str, plan: _Plan, warn: Callable[[str], None]) -> Iterator[np.ndarray]:
+def _chunks(
+    raw: np.ndarray, src_dtype: str, plan: _Plan, warn: Callable[[str], None], n_threads: int = 0
+) -> Iterator[np.ndarray]:
     """Encoded data of one tensor, in row chunks."""
     shape = plan.shape
     row_elems = int(np.prod(shape[1:])) if len(shape) > 1 else 1
@@ -794,7 +808,7 @@ def _chunks(raw: np.ndarray, src_dtype: str, plan: _Plan, warn: Callable[[str], 
             if target == GGMLType.F16 and not overflow and f.size:
                 # max/min instead of abs(): no temporary array
                 overflow = float(f.max()) > _F16_MAX or float(f.min()) < -_F16_MAX
-            yield encode_tensor(target, f)
+            yield encode_tensor(target, f, n_threads)
         if not permuted:
             # the rows up to here are written: unmap their pages so that resident
             # memory stays at about one chunk, not one tensor
@@ -809,10 +823,15 @@ def convert_checkpoint(
     out_type: str = "f16",
     progress: bool = True,
     lora_dir: Optional[PathLike] = None,
+    n_threads: int = 0,
 ) -> dict:
     """Convert the GPT-BigCode checkpoint in ``hf_dir`` to a GGUF file at ``out_path``.
 
-    ``out_type`` is ``"f16"`` (2-D weights in F16, the rest F32) or ``"f32"``.
+    ``out_type`` is ``"f16"`` (2-D weights in F16, the rest F32), ``"f32"``, or
+    a llama.cpp quantization preset (``"q8_0"``, ``"q4_k_m"``, ``"q5_k_m"``, ...
+    see ``quant_presets``): then each weight gets the type llama-quantize would
+    give it and is quantized (row chunks, ``n_threads`` threads; 0 = all cores)
+    to exactly the bytes llama-quantize would write.
     Returns a summary dict (path, sizes, tensor count, hyper-parameters).
     Raises ConversionError for inputs it cannot convert; the output file is
     written to a temporary name and only renamed into place on success.
@@ -830,9 +849,17 @@ def convert_checkpoint(
         raise ConversionError(f"not a directory: {d} (pass the Hugging Face model directory)")
     key = str(out_type).lower()
     key = _OUT_TYPE_ALIASES.get(key, key)
-    if key not in OUT_TYPES:
-        raise ConversionError(f"unsupported output type {out_type!r}; choose one of {', '.join(OUT_TYPES)}")
-    weight_type, file_type = OUT_TYPES[key]
+    if key in OUT_TYPES:
+        weight_type, file_type = OUT_TYPES[key]
+    else:
+        try:
+            key = normalize_preset(key)
+        except QuantPlanError:
+            raise ConversionError(
+                f"unsupported output type {out_type!r}; choose one of {', '.join(OUT_TYPE_NAMES)}"
+            ) from None
+        weight_type, file_type = PRESETS[key]
+    quantized = weight_type in QUANTIZED_TYPES
     out = Path(out_path)
     if out.is_dir():
         raise ConversionError(f"output path is a directory: {out}")
@@ -842,7 +869,18 @@ def convert_checkpoint(
     config = _load_json(d / "config.json", "config.json")
     hp = read_hparams(config)
     src = _open_source(d)
-    plans, with_output = _plan_tensors(src, hp, weight_type)
+    plans, with_output = _plan_tensors(src, hp, GGMLType.F32 if quantized else weight_type)
+    if quantized:
+        # the types llama-quantize would choose for the F32 file of this model
+        try:
+            chosen = plan_tensor_types(
+                [(p.gguf_name, tuple(reversed(p.shape)), p.ggml_type) for p in plans],
+                key, hp.n_layer, hp.n_head, hp.n_head_kv,
+            )
+        except QuantPlanError as e:
+            raise ConversionError(str(e)) from None
+        for p in plans:
+            p.ggml_type = chosen[p.gguf_name]
     tokd = read_tokenizer(d, hp.n_vocab, config)
 
     name = config.get("_name_or_path")
@@ -856,6 +894,8 @@ def convert_checkpoint(
         writer.add_string("general.architecture", ARCH)
         writer.add_string("general.name", name)
         writer.add_uint32("general.file_type", file_type)
+        if quantized:
+            writer.add_uint32("general.quantization_version", GGML_QNT_VERSION)
         writer.add_uint32(f"{ARCH}.context_length", hp.n_ctx)
         writer.add_uint32(f"{ARCH}.embedding_length", hp.n_embd)
         writer.add_uint32(f"{ARCH}.feed_forward_length", hp.n_ff)
@@ -886,7 +926,7 @@ def convert_checkpoint(
             raw = src.raw(p.hf_name)
             dt = src.dtype(p.hf_name)
             writer.begin_tensor(p.gguf_name)
-            for chunk in _chunks(raw, dt, p, warnings.append):
+            for chunk in _chunks(raw, dt, p, warnings.append, n_threads):
                 writer.write_chunk(chunk)
                 bar.update(chunk.nbytes, p.gguf_name)
             writer.end_tensor()
@@ -909,6 +949,7 @@ def convert_checkpoint(
     return {
         "path": str(out),
         "out_type": key,
+        "tensor_types": {t.name.lower(): sum(1 for p in plans if p.ggml_type == t) for t in sorted({p.ggml_type for p in plans})},
         "file_type": file_type,
         "file_size": out.stat().st_size,
         "n_tensors": len(plans),

@@ -1,7 +1,9 @@
 """A small streaming writer for GGUF version 3 files.
 
 Only the standard library and numpy are used; the ``gguf`` package is not
-needed to write files (the tests use it to read them back).
+needed to write files (the tests use it to read them back). The block-quantized
+types (Q4_0 ... Q6_K) are encoded by the compiled core (``_core.quantize``),
+imported only when such a type is written.
 
 The writer works in two phases, because GGUF puts every tensor's description
 (name, dims, type, offset) in the header, before any tensor data:
@@ -54,6 +56,8 @@ __all__ = [
     "ENCODERS",
     "tensor_nbytes",
     "encode_tensor",
+    "quantize_rows",
+    "QUANTIZED_TYPES",
 ]
 
 GGUF_MAGIC = b"GGUF"
@@ -75,6 +79,13 @@ class GGMLType(enum.IntEnum):
     Q5_0 = 6
     Q5_1 = 7
     Q8_0 = 8
+    Q8_1 = 9
+    Q2_K = 10
+    Q3_K = 11
+    Q4_K = 12
+    Q5_K = 13
+    Q6_K = 14
+    Q8_K = 15
     BF16 = 30
 
 
@@ -106,6 +117,13 @@ TYPE_TRAITS: Dict[GGMLType, Tuple[int, int]] = {
     GGMLType.Q5_0: (32, 2 + 4 + 16),
     GGMLType.Q5_1: (32, 2 + 2 + 4 + 16),
     GGMLType.Q8_0: (32, 2 + 32),
+    GGMLType.Q8_1: (32, 2 + 2 + 32),
+    GGMLType.Q2_K: (256, 16 + 64 + 2 + 2),
+    GGMLType.Q3_K: (256, 32 + 64 + 12 + 2),
+    GGMLType.Q4_K: (256, 2 + 2 + 12 + 128),
+    GGMLType.Q5_K: (256, 2 + 2 + 12 + 32 + 128),
+    GGMLType.Q6_K: (256, 128 + 64 + 16 + 2),
+    GGMLType.Q8_K: (256, 4 + 256 + 2 * 16),
 }
 
 # struct format for each scalar value type
@@ -205,17 +223,42 @@ def _encode_bf16(a: np.ndarray) -> np.ndarray:
     return rounded
 
 
+QUANTIZED_TYPES = (GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0,
+                   GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K)
+
+
+def quantize_rows(ggml_type: Union[int, GGMLType], array: np.ndarray, n_threads: int = 0) -> np.ndarray:
+    """Quantize the rows (last axis) of a float array to a block type with the
+    C++ core: bit-identical to llama.cpp without an importance matrix. The
+    compiled extension is imported only here, so the writer itself stays pure
+    Python."""
+    t = _as_ggml_type(ggml_type)
+    if t not in QUANTIZED_TYPES:
+        raise GGUFWriteError(f"{t.name} is not a quantized weight type")
+    try:
+        from . import _core
+    except ImportError:  # loaded outside the package (pure-Python tools)
+        from starcoder_cpp import _core
+    return _core.quantize(np.asarray(array, dtype=np.float32), t.name.lower(), int(n_threads))
+
+
 # type -> function(float ndarray) -> contiguous ndarray whose bytes are the encoded data
 ENCODERS: Dict[GGMLType, Callable[[np.ndarray], np.ndarray]] = {
     GGMLType.F32: _encode_f32,
     GGMLType.F16: _encode_f16,
     GGMLType.BF16: _encode_bf16,
 }
+for _t in QUANTIZED_TYPES:
+    ENCODERS[_t] = (lambda t: lambda a: quantize_rows(t, a))(_t)
+del _t
 
 
-def encode_tensor(ggml_type: Union[int, GGMLType], array: np.ndarray) -> np.ndarray:
-    """Encode ``array`` as ``ggml_type``; the result's raw bytes are the tensor data."""
+def encode_tensor(ggml_type: Union[int, GGMLType], array: np.ndarray, n_threads: int = 0) -> np.ndarray:
+    """Encode ``array`` as ``ggml_type``; the result's raw bytes are the tensor data.
+    ``n_threads`` is used by the quantized types (0: one per core)."""
     t = _as_ggml_type(ggml_type)
+    if t in QUANTIZED_TYPES:
+        return quantize_rows(t, array, n_threads)
     enc = ENCODERS.get(t)
     if enc is None:
         raise GGUFWriteError(f"no encoder for tensor type {t.name}")
@@ -327,6 +370,13 @@ class GGUFWriter:
         if key in self._kv:
             raise GGUFWriteError(f"duplicate metadata key {key!r}")
         self._kv[key] = packed_value_with_type
+
+    def add_raw(self, key: str, packed_type_and_value: bytes) -> None:
+        """Add a key whose value is already packed (u32 value type + value), e.g.
+        copied verbatim from another GGUF file."""
+        if not isinstance(packed_type_and_value, (bytes, bytearray)) or len(packed_type_and_value) < 4:
+            raise GGUFWriteError(f"{key!r}: a packed value must be bytes starting with its u32 type")
+        self._add(key, bytes(packed_type_and_value))
 
     def add_scalar(self, key: str, vtype: GGUFValueType, value) -> None:
         vtype = GGUFValueType(vtype)

@@ -380,7 +380,9 @@ class Model:
         starts = list(range(0, len(ids) - 1, stride))
         for k, start in enumerate(starts):
             chunk = ids[start:start + window]
-            if len(chunk) < 2 or start + len(chunk) <= scored_until:
+            if len(chunk) < 2 or start + len(chunk) <= scored_until:  # nothing new to score
+                if progress:
+                    progress(k + 1, len(starts))
                 continue
             self.reset()
             logits = self.eval(chunk, all_logits=True).astype(np.float64)

@@ -1,0 +1,125 @@
+// AVX2 + FMA + F16C kernels (the x86-64 laptop baseline). This file alone is
+// compiled with -mavx2 -mfma -mf16c; nothing here runs unless cpuid says the
+// CPU has those extensions and the OS saves YMM state.
+#include "cpu/kernels.h"
+
+#if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <cpuid.h>
+#include <immintrin.h>
+
+namespace sc {
+namespace {
+
+bool cpu_has_avx2_fma_f16c() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
+  if (!(fma && osxsave && avx && f16c)) return false;
+  // The OS must save XMM and YMM state (XCR0 bits 1 and 2).
+  unsigned lo, hi;
+  __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  if ((lo & 6) != 6) return false;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  return b & (1u << 5);  // AVX2
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+float dot_f32_avx2(const float* a, const float* b, int64_t n) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(),
+         acc3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), acc2);
+    acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), acc3);
+  }
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+  float s = hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void dot4_f32_avx2(const float* w0, const float* w1, const float* w2, const float* w3, const float* x, int64_t n,
+                   float* out) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 xv = _mm256_loadu_ps(x + i);
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + i), xv, a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + i), xv, a1);
+    a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + i), xv, a2);
+    a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + i), xv, a3);
+  }
+  float s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
+  for (; i < n; ++i) {
+    s0 += w0[i] * x[i];
+    s1 += w1[i] * x[i];
+    s2 += w2[i] * x[i];
+    s3 += w3[i] * x[i];
+  }
+  out[0] = s0;
+  out[1] = s1;
+  out[2] = s2;
+  out[3] = s3;
+}
+
+void dot4x2_f32_avx2(const float* w0, const float* w1, const float* w2, const float* w3, const float* x0,
+                     const float* x1, int64_t n, float* out) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+  __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 xa = _mm256_loadu_ps(x0 + i), xb = _mm256_loadu_ps(x1 + i);
+    const __m256 v0 = _mm256_loadu_ps(w0 + i), v1 = _mm256_loadu_ps(w1 + i);
+    const __m256 v2 = _mm256_loadu_ps(w2 + i), v3 = _mm256_loadu_ps(w3 + i);
+    a0 = _mm256_fmadd_ps(v0, xa, a0);
+    b0 = _mm256_fmadd_ps(v0, xb, b0);
+    a1 = _mm256_fmadd_ps(v1, xa, a1);
+    b1 = _mm256_fmadd_ps(v1, xb, b1);
+    a2 = _mm256_fmadd_ps(v2, xa, a2);
+    b2 = _mm256_fmadd_ps(v2, xb, b2);
+    a3 = _mm256_fmadd_ps(v3, xa, a3);
+    b3 = _mm256_fmadd_ps(v3, xb, b3);
+  }
+  float s[8] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3), hsum(b0), hsum(b1), hsum(b2), hsum(b3)};
+  const float* w[4] = {w0, w1, w2, w3};
+  for (; i < n; ++i)
+    for (int r = 0; r < 4; ++r) {
+      s[r] += w[r][i] * x0[i];
+      s[4 + r] += w[r][i] * x1[i];
+    }
+  for (int j = 0; j < 8; ++j) out[j] = s[j];
+}
+
+void f16_to_f32_avx2(const uint16_t* src, float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+  for (; i < n; ++i) dst[i] = _cvtsh_ss(src[i]);
+}
+
+const CpuKernels kAvx2 = {"avx2", dot_f32_avx2, dot4_f32_avx2, dot4x2_f32_avx2, f16_to_f32_avx2};
+
+}  // namespace
+
+const CpuKernels* avx2_kernels() {
+  static const bool ok = cpu_has_avx2_fma_f16c();
+  return ok ? &kAvx2 : nullptr;
+}
+
+}  // namespace sc
+
+#else  // not an x86-64 build with the flags above
+
+namespace sc {
+const CpuKernels* avx2_kernels() { return nullptr; }
+}  // namespace sc
+
+#endif
