@@ -55,6 +55,7 @@ class CpuBackend final : public Backend {
     // slice's rows stream past, 4 rows at a time (converted to f32 once per
     // token block), each activation row loaded once for all 4.
     constexpr int kTokenBlock = 32;
+    if (w.type == TensorType::F16 && n_tokens <= 2) return linear_f16_fused(w, bias, x, n_tokens, y);
     pool_.parallel_for(n_out, 4, [&](int64_t r0, int64_t r1, int tid) {
       std::vector<float>& buf = scratch(tid, 4 * n_in);
       const float* rows[4];
@@ -85,6 +86,26 @@ class CpuBackend final : public Backend {
             k.dot4_f32(rows[0], rows[1], rows[2], rows[3], x + t * n_in, n_in, out);
             for (int i = 0; i < nr; ++i) y[t * n_out + r + i] = out[i] + (bias ? bias[r + i] : 0.f);
           }
+        }
+      }
+    });
+  }
+
+  // Decode path for f16 weights: each row is read once and converted in
+  // registers inside the dot product.
+  void linear_f16_fused(const Weight& w, const float* bias, const float* x, int n_tokens, float* y) {
+    const int64_t n_in = w.n_in, n_out = w.n_out;
+    const auto dot4 = cpu_kernels().dot4_f16;
+    pool_.parallel_for(n_out, 4, [&](int64_t r0, int64_t r1, int) {
+      const uint16_t* rows[4];
+      for (int64_t r = r0; r < r1; r += 4) {
+        const int nr = int(std::min<int64_t>(4, r1 - r));
+        for (int i = 0; i < 4; ++i)
+          rows[i] = reinterpret_cast<const uint16_t*>(w.data + size_t(r + std::min(i, nr - 1)) * w.row_bytes);
+        for (int t = 0; t < n_tokens; ++t) {
+          float out[4];
+          dot4(rows[0], rows[1], rows[2], rows[3], x + t * n_in, n_in, out);
+          for (int i = 0; i < nr; ++i) y[t * n_out + r + i] = out[i] + (bias ? bias[r + i] : 0.f);
         }
       }
     });
@@ -185,12 +206,13 @@ class CpuBackend final : public Backend {
     pool_.parallel_for(n_tokens, 1, [&](int64_t t0, int64_t t1, int) {
       for (int64_t t = t0; t < t1; ++t) quantize_row_for_dot(w.type, x + t * n_in, act + size_t(t) * act_row, n_in);
     });
-    pool_.parallel_for(n_out, 16, [&](int64_t r0, int64_t r1, int) {
+    pool_.parallel_for(n_out, 16, [&](int64_t r0, int64_t r1, int tid) {
+      std::vector<float>& acc = scratch(tid, n_tokens);
       for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* wr = w.data + size_t(r) * w.row_bytes;
+        // each weight block is decoded once and applied to all n_tokens rows
+        vec_dot_multi(w.type, n_in, w.data + size_t(r) * w.row_bytes, act, act_row, n_tokens, acc.data());
         const float b = bias ? bias[r] : 0.f;
-        for (int t = 0; t < n_tokens; ++t)
-          y[t * n_out + r] = vec_dot(w.type, n_in, wr, act + size_t(t) * act_row) + b;
+        for (int t = 0; t < n_tokens; ++t) y[t * n_out + r] = acc[size_t(t)] + b;
       }
     });
   }

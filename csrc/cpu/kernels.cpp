@@ -42,7 +42,22 @@ void f16_to_f32_ref(const uint16_t* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(src[i]);
 }
 
-const CpuKernels kGeneric = {"generic", dot_f32_ref, dot4_f32_ref, dot4x2_f32_ref, f16_to_f32_ref};
+void dot4_f16_ref(const uint16_t* w0, const uint16_t* w1, const uint16_t* w2, const uint16_t* w3, const float* x,
+                  int64_t n, float* out) {
+  const uint16_t* w[4] = {w0, w1, w2, w3};
+  for (int r = 0; r < 4; ++r) {
+    float acc[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+      for (int l = 0; l < 16; ++l) acc[l] += fp16_to_fp32(w[r][i + l]) * x[i + l];
+    float s = 0.f;
+    for (; i < n; ++i) s += fp16_to_fp32(w[r][i]) * x[i];
+    for (int l = 0; l < 16; ++l) s += acc[l];
+    out[r] = s;
+  }
+}
+
+const CpuKernels kGeneric = {"generic", dot_f32_ref, dot4_f32_ref, dot4x2_f32_ref, dot4_f16_ref, f16_to_f32_ref};
 
 const CpuKernels& choose() {
   const char* env = std::getenv("STARCODER_CPU");

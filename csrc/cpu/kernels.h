@@ -18,6 +18,10 @@ struct CpuKernels {
   // (8 independent accumulators keep both FMA units busy).
   void (*dot4x2_f32)(const float* w0, const float* w1, const float* w2, const float* w3, const float* x0,
                      const float* x1, int64_t n, float* out);
+  // dot4_f32 with the 4 weight rows stored as IEEE half, converted in
+  // registers (decode: the weights are read once, so no f32 copy is made).
+  void (*dot4_f16)(const uint16_t* w0, const uint16_t* w1, const uint16_t* w2, const uint16_t* w3, const float* x,
+                   int64_t n, float* out);
   // IEEE half -> float for a row.
   void (*f16_to_f32)(const uint16_t* src, float* dst, int64_t n);
 };

@@ -98,6 +98,38 @@ void dot4x2_f32_avx2(const float* w0, const float* w1, const float* w2, const fl
   for (int j = 0; j < 8; ++j) out[j] = s[j];
 }
 
+void dot4_f16_avx2(const uint16_t* w0, const uint16_t* w1, const uint16_t* w2, const uint16_t* w3, const float* x,
+                   int64_t n, float* out) {
+  auto h8 = [](const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); };
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+  __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {  // two accumulators per row: 8 independent FMA chains
+    const __m256 xa = _mm256_loadu_ps(x + i), xb = _mm256_loadu_ps(x + i + 8);
+    a0 = _mm256_fmadd_ps(h8(w0 + i), xa, a0);
+    b0 = _mm256_fmadd_ps(h8(w0 + i + 8), xb, b0);
+    a1 = _mm256_fmadd_ps(h8(w1 + i), xa, a1);
+    b1 = _mm256_fmadd_ps(h8(w1 + i + 8), xb, b1);
+    a2 = _mm256_fmadd_ps(h8(w2 + i), xa, a2);
+    b2 = _mm256_fmadd_ps(h8(w2 + i + 8), xb, b2);
+    a3 = _mm256_fmadd_ps(h8(w3 + i), xa, a3);
+    b3 = _mm256_fmadd_ps(h8(w3 + i + 8), xb, b3);
+  }
+  for (; i + 8 <= n; i += 8) {
+    const __m256 xa = _mm256_loadu_ps(x + i);
+    a0 = _mm256_fmadd_ps(h8(w0 + i), xa, a0);
+    a1 = _mm256_fmadd_ps(h8(w1 + i), xa, a1);
+    a2 = _mm256_fmadd_ps(h8(w2 + i), xa, a2);
+    a3 = _mm256_fmadd_ps(h8(w3 + i), xa, a3);
+  }
+  float s[4] = {hsum(_mm256_add_ps(a0, b0)), hsum(_mm256_add_ps(a1, b1)), hsum(_mm256_add_ps(a2, b2)),
+                hsum(_mm256_add_ps(a3, b3))};
+  const uint16_t* w[4] = {w0, w1, w2, w3};
+  for (; i < n; ++i)
+    for (int r = 0; r < 4; ++r) s[r] += _cvtsh_ss(w[r][i]) * x[i];
+  for (int r = 0; r < 4; ++r) out[r] = s[r];
+}
+
 void f16_to_f32_avx2(const uint16_t* src, float* dst, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -105,7 +137,7 @@ void f16_to_f32_avx2(const uint16_t* src, float* dst, int64_t n) {
   for (; i < n; ++i) dst[i] = _cvtsh_ss(src[i]);
 }
 
-const CpuKernels kAvx2 = {"avx2", dot_f32_avx2, dot4_f32_avx2, dot4x2_f32_avx2, f16_to_f32_avx2};
+const CpuKernels kAvx2 = {"avx2", dot_f32_avx2, dot4_f32_avx2, dot4x2_f32_avx2, dot4_f16_avx2, f16_to_f32_avx2};
 
 }  // namespace
 
