@@ -15,7 +15,10 @@ import numpy as np
 import starcoder_cpp
 m = starcoder_cpp.Model(sys.argv[1], n_ctx=64)
 ids = list(range(100, 140))
-print(json.dumps({"backend": m.info()["backend"], "logits": m.eval(ids, all_logits=True)[:, :2000].tolist()}))
+prompt = m.eval(ids, all_logits=True)[:, :2000]            # prompt path (blocked f32 kernels)
+steps = [m.eval([t])[:2000] for t in range(200, 205)]      # decode path (fused kernels)
+rows = np.concatenate([prompt, np.stack(steps)])
+print(json.dumps({"backend": m.info()["backend"], "logits": rows.tolist()}))
 """
 
 
@@ -30,9 +33,14 @@ def run_level(path, level):
     return out["backend"], np.array(out["logits"], dtype=np.float32)
 
 
-def test_forced_generic_level_is_reported_and_matches_the_best_level(tiny_gguf_f16):
-    best_name, best = run_level(tiny_gguf_f16, None)
-    generic_name, generic = run_level(tiny_gguf_f16, "generic")
+import pytest
+
+
+@pytest.mark.parametrize("fixture", ["tiny_gguf_f16", "tiny_gguf_f32"])
+def test_forced_generic_level_is_reported_and_matches_the_best_level(fixture, request):
+    path = request.getfixturevalue(fixture)
+    best_name, best = run_level(path, None)
+    generic_name, generic = run_level(path, "generic")
     assert generic_name == "cpu-generic"
     assert best_name.startswith("cpu-")
     # Same math, different summation order: agreement to float rounding.
