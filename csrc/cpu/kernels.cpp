@@ -1,6 +1,7 @@
 // Reference kernels and the start-up choice of kernel level.
 #include "cpu/kernels.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -57,7 +58,21 @@ void dot4_f16_ref(const uint16_t* w0, const uint16_t* w1, const uint16_t* w2, co
   }
 }
 
-const CpuKernels kGeneric = {"generic", dot_f32_ref, dot4_f32_ref, dot4x2_f32_ref, dot4_f16_ref, f16_to_f32_ref};
+void axpy_f32_ref(float* y, float a, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+float exp_shift_sum_ref(float* x, int64_t n, float max) {
+  float sum = 0.f;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - max);
+    sum += x[i];
+  }
+  return sum;
+}
+
+const CpuKernels kGeneric = {"generic", dot_f32_ref, dot4_f32_ref, dot4x2_f32_ref, dot4_f16_ref, axpy_f32_ref,
+                             exp_shift_sum_ref, f16_to_f32_ref};
 
 const CpuKernels& choose() {
   const char* env = std::getenv("STARCODER_CPU");

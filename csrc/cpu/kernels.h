@@ -22,6 +22,10 @@ struct CpuKernels {
   // registers (decode: the weights are read once, so no f32 copy is made).
   void (*dot4_f16)(const uint16_t* w0, const uint16_t* w1, const uint16_t* w2, const uint16_t* w3, const float* x,
                    int64_t n, float* out);
+  // y += a * x
+  void (*axpy_f32)(float* y, float a, const float* x, int64_t n);
+  // x[i] = exp(x[i] - max) in place; returns the sum (softmax numerator).
+  float (*exp_shift_sum)(float* x, int64_t n, float max);
   // IEEE half -> float for a row.
   void (*f16_to_f32)(const uint16_t* src, float* dst, int64_t n);
 };
