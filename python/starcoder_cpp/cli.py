@@ -15,7 +15,7 @@ def _cmd_convert(args) -> int:
     from .convert import convert_checkpoint
 
     summary = convert_checkpoint(args.hf_dir, args.outfile, out_type=args.type, progress=not args.quiet,
-                                 n_threads=args.threads or 0)
+                                 n_threads=args.threads or 0, lora_dir=args.lora)
     if not args.quiet and isinstance(summary, dict):
         print(json.dumps(summary, indent=2, default=str), file=sys.stderr)
     return 0
@@ -33,9 +33,9 @@ def _cmd_quantize(args) -> int:
 
 
 def _type_choices():
-    from .quant_presets import PRESETS
+    from .quant_presets import PRESET_ALIASES, PRESETS
 
-    return list(PRESETS)
+    return list(PRESETS) + list(PRESET_ALIASES)
 
 
 def _load(args):
@@ -135,6 +135,34 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _cmd_bench(args) -> int:
+    from .bench import (BenchConfig, bench_model, decode_bytes_per_token, fit_config, format_report,
+                        gguf_context_length, measure_bandwidth, raise_priority)
+    from .model import _resolve_path
+
+    path = _resolve_path(args.model)
+    cfg = BenchConfig(prompt_tokens=args.prompt_tokens, decode_prompt_tokens=args.decode_prompt_tokens,
+                      decode_tokens=args.decode_tokens, fim_tokens=args.fim_tokens,
+                      long_context=args.long_context, long_decode_tokens=args.long_decode_tokens)
+    cfg.check()
+    fitted = fit_config(cfg, gguf_context_length(path))
+    if fitted is not cfg:
+        print(f"note: the model holds {fitted.long_context} positions; token counts scaled down to fit",
+              file=sys.stderr)
+    raise_priority()
+    bandwidth = measure_bandwidth(args.threads) if args.bandwidth else None
+    r = bench_model(path, n_threads=args.threads, config=fitted)
+    bpt = decode_bytes_per_token(path)
+    if args.json:
+        r["weights_bytes_per_token"] = bpt
+        if bandwidth:
+            r["bandwidth"] = bandwidth
+        print(json.dumps(r, indent=2))
+    else:
+        print(format_report(r, bpt, bandwidth["read_gbps"] if bandwidth else None))
+    return 0
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", required=True, help="GGUF model file ('demo': the bundled demo model)")
     p.add_argument("-c", "--n-ctx", type=int, default=None, help="context size (default: the model's, at most 8192)")
@@ -169,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="f32, f16, bf16 or a llama.cpp quantization preset: q8_0, q6_k, q5_k_m, q5_k_s, "
                         "q5_1, q5_0, q4_k_m, q4_k_s, q4_1, q4_0, q3_k_l, q3_k_m, q3_k_s, q2_k (default f16)")
     p.add_argument("-t", "--threads", type=int, default=None, help="quantization threads (default: all cores)")
+    p.add_argument("--lora", metavar="ADAPTER_DIR", default=None,
+                   help="merge this PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) first")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_cmd_convert)
 
@@ -211,6 +241,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--special", action="store_true", help="recognise special tokens such as <fim_prefix>")
     p.add_argument("--ids-only", action="store_true", help="print only the ids, space separated")
     p.set_defaults(func=_cmd_tokenize)
+
+    p = sub.add_parser("bench", help="measure load time, prompt and decode speed, TTFT and peak RSS of a model")
+    p.add_argument("-m", "--model", required=True, help="GGUF model file ('demo': the bundled demo model)")
+    p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--prompt-tokens", type=int, default=512, help="prompt throughput prompt (default 512)")
+    p.add_argument("--decode-tokens", type=int, default=128, help="tokens decoded one by one (default 128)")
+    p.add_argument("--decode-prompt-tokens", type=int, default=128, help="prompt before them (default 128)")
+    p.add_argument("--fim-tokens", type=int, default=2048, help="FIM prompt for time to first token (default 2048)")
+    p.add_argument("--long-context", type=int, default=4096, help="context of the long decode (default 4096)")
+    p.add_argument("--long-decode-tokens", type=int, default=32, help="tokens decoded there (default 32)")
+    p.add_argument("--bandwidth", action="store_true",
+                   help="also measure memory bandwidth (numpy, ~1 GB) and show decode as a fraction of its bound")
+    p.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("info", help="show a model's shape and tensor types")
     p.add_argument("model", help="GGUF model file ('demo' for the demo model)")

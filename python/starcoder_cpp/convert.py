@@ -46,6 +46,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
+from .lora import LoraAdapter, LoraError
 from .gguf_writer import GGMLType, GGUFWriter, QUANTIZED_TYPES, encode_tensor
 from .quant_presets import PRESETS, QuantPlanError, normalize_preset, plan_tensor_types
 from .safetensors_reader import (
@@ -787,15 +788,20 @@ def _plan_tensors(src: _Source, hp: HParams, weight_type: GGMLType) -> Tuple[Lis
 
 
 def _chunks(
-    raw: np.ndarray, src_dtype: str, plan: _Plan, warn: Callable[[str], None], n_threads: int = 0
+    raw: np.ndarray, src_dtype: str, plan: _Plan, warn: Callable[[str], None], n_threads: int = 0,
+    lora: Optional[LoraAdapter] = None,
 ) -> Iterator[np.ndarray]:
-    """Encoded data of one tensor, in row chunks."""
+    """Encoded data of one tensor, in row chunks (with a LoRA adapter's update
+    added to the rows it changes)."""
     shape = plan.shape
     row_elems = int(np.prod(shape[1:])) if len(shape) > 1 else 1
     n_rows = shape[0]
     rows_per = max(1, _CHUNK_ELEMS // max(row_elems, 1))
     target = plan.ggml_type
-    passthrough = (src_dtype == "F32" and target == GGMLType.F32) or (src_dtype == "F16" and target == GGMLType.F16)
+    adapted = lora is not None and lora.touches(plan.hf_name)
+    passthrough = not adapted and (
+        (src_dtype == "F32" and target == GGMLType.F32) or (src_dtype == "F16" and target == GGMLType.F16)
+    )
     overflow = False
     for a in range(0, n_rows, rows_per):
         b = min(a + rows_per, n_rows)
@@ -805,6 +811,9 @@ def _chunks(
             yield np.ascontiguousarray(block)
         else:
             f = bf16_to_float32(block) if src_dtype == "BF16" else np.asarray(block, dtype=np.float32)
+            if adapted:
+                rows = plan.permute_rows[a:b] if permuted else slice(a, b)
+                f = f + lora.delta_rows(plan.hf_name, rows, raw.shape)
             if target == GGMLType.F16 and not overflow and f.size:
                 # max/min instead of abs(): no temporary array
                 overflow = float(f.max()) > _F16_MAX or float(f.min()) < -_F16_MAX
@@ -836,11 +845,12 @@ def convert_checkpoint(
     Raises ConversionError for inputs it cannot convert; the output file is
     written to a temporary name and only renamed into place on success.
     """
+    lora = None
     if lora_dir is not None:
-        raise NotImplementedError(
-            "converting LoRA adapters (lora_dir) is not supported yet; merge the adapter into the "
-            "base model (e.g. with peft's merge_and_unload) and convert the merged checkpoint"
-        )
+        try:
+            lora = LoraAdapter(lora_dir)
+        except LoraError as e:
+            raise ConversionError(f"LoRA adapter: {e}") from None
     t0 = time.monotonic()
     d = Path(hf_dir)
     if not d.exists():
@@ -926,21 +936,25 @@ def convert_checkpoint(
             raw = src.raw(p.hf_name)
             dt = src.dtype(p.hf_name)
             writer.begin_tensor(p.gguf_name)
-            for chunk in _chunks(raw, dt, p, warnings.append, n_threads):
+            for chunk in _chunks(raw, dt, p, warnings.append, n_threads, lora):
                 writer.write_chunk(chunk)
                 bar.update(chunk.nbytes, p.gguf_name)
             writer.end_tensor()
             del raw  # drops the memory map of this tensor
         src.release()
+        if lora is not None:
+            lora.check_all_merged()
         writer.close()
         bar.finish()
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as e:
         writer.abort()
         try:
             tmp.unlink()
         except OSError:
             pass
+        if isinstance(e, LoraError):
+            raise ConversionError(f"LoRA adapter: {e}") from None
         raise
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -969,6 +983,7 @@ def convert_checkpoint(
         "tokenizer_pre": tokd.pre,
         "n_tokens": len(tokd.tokens),
         "n_merges": len(tokd.merges),
+        "lora": str(lora_dir) if lora_dir is not None else None,
         "seconds": time.monotonic() - t0,
         "warnings": warnings,
     }
