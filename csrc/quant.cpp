@@ -18,14 +18,12 @@ namespace sc {
 using qi::from_half;
 using qi::to_half;
 
-float half_to_float(uint16_t h) {
-  static const std::vector<float> table = [] {
-    std::vector<float> t(65536);
-    for (uint32_t i = 0; i < 65536; ++i) t[i] = fp16_to_fp32(uint16_t(i));
-    return t;
-  }();
-  return table[h];
+static const float* build_half_table() {
+  static float table[65536];
+  for (uint32_t i = 0; i < 65536; ++i) table[i] = fp16_to_fp32(uint16_t(i));
+  return table;
 }
+const float* const kHalfToFloat = build_half_table();
 
 // ============================================================================
 // reference quantizers
@@ -193,27 +191,45 @@ void dequantize_row_q4_1(const block_q4_1* x, float* y, int64_t k) {
   }
 }
 
-// The 5-bit value of element j (0..31) of a Q5 block.
-static inline int q5_value(const uint8_t* qs, uint32_t qh, int j) {
-  const int lo = j < 16 ? (qs[j] & 0x0F) : (qs[j - 16] >> 4);
-  return lo | int(((qh >> j) & 1u) << 4);
+// Byte k of kQ5HighBits[b] is bit k of b moved to bit 4: the fifth bits of
+// 8 consecutive Q5 elements from one qh byte (qh is little-endian, element j
+// in bit j).
+static const uint64_t* build_q5_high_bits() {
+  static uint64_t table[256];
+  for (int b = 0; b < 256; ++b) {
+    uint64_t v = 0;
+    for (int k = 0; k < 8; ++k) v |= uint64_t(((b >> k) & 1) << 4) << (8 * k);
+    table[b] = v;
+  }
+  return table;
+}
+static const uint64_t* const kQ5HighBits = build_q5_high_bits();
+
+// The 32 five-bit values of a Q5 block minus `offset`, in element order.
+static inline void unpack_q5(const uint8_t* qs, const uint8_t* qh, int offset, int8_t* q) {
+  uint8_t hi[32];
+  for (int m = 0; m < 4; ++m) std::memcpy(hi + 8 * m, &kQ5HighBits[qh[m]], 8);
+  for (int j = 0; j < 16; ++j) {
+    q[j] = int8_t(((qs[j] & 0x0F) | hi[j]) - offset);
+    q[j + 16] = int8_t(((qs[j] >> 4) | hi[j + 16]) - offset);
+  }
 }
 
 void dequantize_row_q5_0(const block_q5_0* x, float* y, int64_t k) {
+  int8_t q[QK5_0];
   for (int64_t i = 0; i < k / QK5_0; ++i, y += QK5_0) {
     const float d = from_half(x[i].d);
-    uint32_t qh;
-    std::memcpy(&qh, x[i].qh, 4);
-    for (int j = 0; j < QK5_0; ++j) y[j] = float(q5_value(x[i].qs, qh, j) - 16) * d;
+    unpack_q5(x[i].qs, x[i].qh, 16, q);
+    for (int j = 0; j < QK5_0; ++j) y[j] = float(q[j]) * d;
   }
 }
 
 void dequantize_row_q5_1(const block_q5_1* x, float* y, int64_t k) {
+  int8_t q[QK5_1];
   for (int64_t i = 0; i < k / QK5_1; ++i, y += QK5_1) {
     const float d = from_half(x[i].d), m = from_half(x[i].m);
-    uint32_t qh;
-    std::memcpy(&qh, x[i].qh, 4);
-    for (int j = 0; j < QK5_1; ++j) y[j] = float(q5_value(x[i].qs, qh, j)) * d + m;
+    unpack_q5(x[i].qs, x[i].qh, 0, q);
+    for (int j = 0; j < QK5_1; ++j) y[j] = float(q[j]) * d + m;
   }
 }
 
@@ -235,65 +251,78 @@ void dequantize_row_q8_1(const block_q8_1* x, float* y, int64_t k) {
 // dot products (integer sums per block, one float multiply-add per block)
 // ============================================================================
 
-float vec_dot_q4_0_q8_0(int64_t n, const block_q4_0* x, const block_q8_0* y) {
-  float sum = 0.0f;
+// Each weight block is decoded to int8 once, then combined with block i of
+// every activation row; out[k] accumulates blocks in order, so the result
+// does not depend on n_act.
+
+void vec_dot_q4_0_q8_0(int64_t n, const block_q4_0* x, const void* acts, size_t stride, int n_act, float* out) {
+  int8_t q[QK4_0];
+  for (int k = 0; k < n_act; ++k) out[k] = 0.0f;
   for (int64_t i = 0; i < n / QK4_0; ++i) {
-    int s0 = 0, s1 = 0;
     for (int j = 0; j < QK4_0 / 2; ++j) {
-      s0 += ((x[i].qs[j] & 0x0F) - 8) * y[i].qs[j];
-      s1 += ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + QK4_0 / 2];
+      q[j] = int8_t((x[i].qs[j] & 0x0F) - 8);
+      q[j + QK4_0 / 2] = int8_t((x[i].qs[j] >> 4) - 8);
     }
-    sum += float(s0 + s1) * from_half(x[i].d) * from_half(y[i].d);
+    const float dx = from_half(x[i].d);
+    for (int k = 0; k < n_act; ++k) {
+      const block_q8_0& y = qi::act_block<block_q8_0>(acts, stride, k, i);
+      out[k] += float(qi::dot_i8<QK4_0>(q, y.qs)) * dx * from_half(y.d);
+    }
   }
-  return sum;
 }
 
-float vec_dot_q4_1_q8_1(int64_t n, const block_q4_1* x, const block_q8_1* y) {
-  float sum = 0.0f;
+void vec_dot_q4_1_q8_1(int64_t n, const block_q4_1* x, const void* acts, size_t stride, int n_act, float* out) {
+  int8_t q[QK4_1];
+  for (int k = 0; k < n_act; ++k) out[k] = 0.0f;
   for (int64_t i = 0; i < n / QK4_1; ++i) {
-    int s0 = 0, s1 = 0;
     for (int j = 0; j < QK4_1 / 2; ++j) {
-      s0 += (x[i].qs[j] & 0x0F) * y[i].qs[j];
-      s1 += (x[i].qs[j] >> 4) * y[i].qs[j + QK4_1 / 2];
+      q[j] = int8_t(x[i].qs[j] & 0x0F);
+      q[j + QK4_1 / 2] = int8_t(x[i].qs[j] >> 4);
     }
-    // sum_j (d q_j + m) * dy q8_j = d dy sum(q q8) + m * (dy sum q8)
-    sum += from_half(x[i].d) * from_half(y[i].d) * float(s0 + s1) + from_half(x[i].m) * from_half(y[i].s);
+    const float dx = from_half(x[i].d), mx = from_half(x[i].m);
+    for (int k = 0; k < n_act; ++k) {
+      const block_q8_1& y = qi::act_block<block_q8_1>(acts, stride, k, i);
+      // sum_j (d q_j + m) * dy q8_j = d dy sum(q q8) + m * s, s = dy sum(q8)
+      out[k] += dx * from_half(y.d) * float(qi::dot_i8<QK4_1>(q, y.qs)) + mx * from_half(y.s);
+    }
   }
-  return sum;
 }
 
-float vec_dot_q5_0_q8_0(int64_t n, const block_q5_0* x, const block_q8_0* y) {
-  float sum = 0.0f;
+void vec_dot_q5_0_q8_0(int64_t n, const block_q5_0* x, const void* acts, size_t stride, int n_act, float* out) {
+  int8_t q[QK5_0];
+  for (int k = 0; k < n_act; ++k) out[k] = 0.0f;
   for (int64_t i = 0; i < n / QK5_0; ++i) {
-    uint32_t qh;
-    std::memcpy(&qh, x[i].qh, 4);
-    int s = 0;
-    for (int j = 0; j < QK5_0; ++j) s += (q5_value(x[i].qs, qh, j) - 16) * y[i].qs[j];
-    sum += float(s) * from_half(x[i].d) * from_half(y[i].d);
+    unpack_q5(x[i].qs, x[i].qh, 16, q);
+    const float dx = from_half(x[i].d);
+    for (int k = 0; k < n_act; ++k) {
+      const block_q8_0& y = qi::act_block<block_q8_0>(acts, stride, k, i);
+      out[k] += float(qi::dot_i8<QK5_0>(q, y.qs)) * dx * from_half(y.d);
+    }
   }
-  return sum;
 }
 
-float vec_dot_q5_1_q8_1(int64_t n, const block_q5_1* x, const block_q8_1* y) {
-  float sum = 0.0f;
+void vec_dot_q5_1_q8_1(int64_t n, const block_q5_1* x, const void* acts, size_t stride, int n_act, float* out) {
+  int8_t q[QK5_1];
+  for (int k = 0; k < n_act; ++k) out[k] = 0.0f;
   for (int64_t i = 0; i < n / QK5_1; ++i) {
-    uint32_t qh;
-    std::memcpy(&qh, x[i].qh, 4);
-    int s = 0;
-    for (int j = 0; j < QK5_1; ++j) s += q5_value(x[i].qs, qh, j) * y[i].qs[j];
-    sum += from_half(x[i].d) * from_half(y[i].d) * float(s) + from_half(x[i].m) * from_half(y[i].s);
+    unpack_q5(x[i].qs, x[i].qh, 0, q);
+    const float dx = from_half(x[i].d), mx = from_half(x[i].m);
+    for (int k = 0; k < n_act; ++k) {
+      const block_q8_1& y = qi::act_block<block_q8_1>(acts, stride, k, i);
+      out[k] += dx * from_half(y.d) * float(qi::dot_i8<QK5_1>(q, y.qs)) + mx * from_half(y.s);
+    }
   }
-  return sum;
 }
 
-float vec_dot_q8_0_q8_0(int64_t n, const block_q8_0* x, const block_q8_0* y) {
-  float sum = 0.0f;
+void vec_dot_q8_0_q8_0(int64_t n, const block_q8_0* x, const void* acts, size_t stride, int n_act, float* out) {
+  for (int k = 0; k < n_act; ++k) out[k] = 0.0f;
   for (int64_t i = 0; i < n / QK8_0; ++i) {
-    int s = 0;
-    for (int j = 0; j < QK8_0; ++j) s += x[i].qs[j] * y[i].qs[j];
-    sum += float(s) * from_half(x[i].d) * from_half(y[i].d);
+    const float dx = from_half(x[i].d);
+    for (int k = 0; k < n_act; ++k) {
+      const block_q8_0& y = qi::act_block<block_q8_0>(acts, stride, k, i);
+      out[k] += float(qi::dot_i8<QK8_0>(x[i].qs, y.qs)) * dx * from_half(y.d);
+    }
   }
-  return sum;
 }
 
 // ============================================================================
@@ -384,21 +413,27 @@ void dequantize_row(TensorType t, const void* x, float* y, int64_t n) {
   throw std::invalid_argument("dequantize_row: unknown type " + tensor_type_name(t));
 }
 
-float vec_dot(TensorType t, int64_t n, const void* w, const void* a) {
+void vec_dot_multi(TensorType t, int64_t n, const void* w, const void* a, size_t stride, int n_act, float* out) {
   switch (t) {
-    case TensorType::Q4_0: return vec_dot_q4_0_q8_0(n, static_cast<const block_q4_0*>(w), static_cast<const block_q8_0*>(a));
-    case TensorType::Q4_1: return vec_dot_q4_1_q8_1(n, static_cast<const block_q4_1*>(w), static_cast<const block_q8_1*>(a));
-    case TensorType::Q5_0: return vec_dot_q5_0_q8_0(n, static_cast<const block_q5_0*>(w), static_cast<const block_q8_0*>(a));
-    case TensorType::Q5_1: return vec_dot_q5_1_q8_1(n, static_cast<const block_q5_1*>(w), static_cast<const block_q8_1*>(a));
-    case TensorType::Q8_0: return vec_dot_q8_0_q8_0(n, static_cast<const block_q8_0*>(w), static_cast<const block_q8_0*>(a));
-    case TensorType::Q2_K: return vec_dot_q2_K_q8_K(n, static_cast<const block_q2_K*>(w), static_cast<const block_q8_K*>(a));
-    case TensorType::Q3_K: return vec_dot_q3_K_q8_K(n, static_cast<const block_q3_K*>(w), static_cast<const block_q8_K*>(a));
-    case TensorType::Q4_K: return vec_dot_q4_K_q8_K(n, static_cast<const block_q4_K*>(w), static_cast<const block_q8_K*>(a));
-    case TensorType::Q5_K: return vec_dot_q5_K_q8_K(n, static_cast<const block_q5_K*>(w), static_cast<const block_q8_K*>(a));
-    case TensorType::Q6_K: return vec_dot_q6_K_q8_K(n, static_cast<const block_q6_K*>(w), static_cast<const block_q8_K*>(a));
+    case TensorType::Q4_0: return vec_dot_q4_0_q8_0(n, static_cast<const block_q4_0*>(w), a, stride, n_act, out);
+    case TensorType::Q4_1: return vec_dot_q4_1_q8_1(n, static_cast<const block_q4_1*>(w), a, stride, n_act, out);
+    case TensorType::Q5_0: return vec_dot_q5_0_q8_0(n, static_cast<const block_q5_0*>(w), a, stride, n_act, out);
+    case TensorType::Q5_1: return vec_dot_q5_1_q8_1(n, static_cast<const block_q5_1*>(w), a, stride, n_act, out);
+    case TensorType::Q8_0: return vec_dot_q8_0_q8_0(n, static_cast<const block_q8_0*>(w), a, stride, n_act, out);
+    case TensorType::Q2_K: return vec_dot_q2_K_q8_K(n, static_cast<const block_q2_K*>(w), a, stride, n_act, out);
+    case TensorType::Q3_K: return vec_dot_q3_K_q8_K(n, static_cast<const block_q3_K*>(w), a, stride, n_act, out);
+    case TensorType::Q4_K: return vec_dot_q4_K_q8_K(n, static_cast<const block_q4_K*>(w), a, stride, n_act, out);
+    case TensorType::Q5_K: return vec_dot_q5_K_q8_K(n, static_cast<const block_q5_K*>(w), a, stride, n_act, out);
+    case TensorType::Q6_K: return vec_dot_q6_K_q8_K(n, static_cast<const block_q6_K*>(w), a, stride, n_act, out);
     default:
       throw std::invalid_argument("vec_dot: no quantized dot product for " + tensor_type_name(t));
   }
+}
+
+float vec_dot(TensorType t, int64_t n, const void* w, const void* a) {
+  float out;
+  vec_dot_multi(t, n, w, a, 0, 1, &out);
+  return out;
 }
 
 // ============================================================================

@@ -131,17 +131,20 @@ void dequantize_row_q5_K(const block_q5_K* x, float* y, int64_t k);
 void dequantize_row_q6_K(const block_q6_K* x, float* y, int64_t k);
 void dequantize_row_q8_K(const block_q8_K* x, float* y, int64_t k);
 
-// Dot product of n elements: a weight row (first type) with a quantized activation row.
-float vec_dot_q4_0_q8_0(int64_t n, const block_q4_0* x, const block_q8_0* y);
-float vec_dot_q4_1_q8_1(int64_t n, const block_q4_1* x, const block_q8_1* y);
-float vec_dot_q5_0_q8_0(int64_t n, const block_q5_0* x, const block_q8_0* y);
-float vec_dot_q5_1_q8_1(int64_t n, const block_q5_1* x, const block_q8_1* y);
-float vec_dot_q8_0_q8_0(int64_t n, const block_q8_0* x, const block_q8_0* y);
-float vec_dot_q2_K_q8_K(int64_t n, const block_q2_K* x, const block_q8_K* y);
-float vec_dot_q3_K_q8_K(int64_t n, const block_q3_K* x, const block_q8_K* y);
-float vec_dot_q4_K_q8_K(int64_t n, const block_q4_K* x, const block_q8_K* y);
-float vec_dot_q5_K_q8_K(int64_t n, const block_q5_K* x, const block_q8_K* y);
-float vec_dot_q6_K_q8_K(int64_t n, const block_q6_K* x, const block_q8_K* y);
+// Dot products of one weight row (n elements, first type) with n_act
+// quantized activation rows that start act_stride bytes apart:
+// out[k] = w . act_k. Each weight block is decoded once and applied to every
+// activation row (integer products per block, one float multiply-add per block).
+void vec_dot_q4_0_q8_0(int64_t n, const block_q4_0* x, const void* acts, size_t act_stride, int n_act, float* out);
+void vec_dot_q4_1_q8_1(int64_t n, const block_q4_1* x, const void* acts, size_t act_stride, int n_act, float* out);
+void vec_dot_q5_0_q8_0(int64_t n, const block_q5_0* x, const void* acts, size_t act_stride, int n_act, float* out);
+void vec_dot_q5_1_q8_1(int64_t n, const block_q5_1* x, const void* acts, size_t act_stride, int n_act, float* out);
+void vec_dot_q8_0_q8_0(int64_t n, const block_q8_0* x, const void* acts, size_t act_stride, int n_act, float* out);
+void vec_dot_q2_K_q8_K(int64_t n, const block_q2_K* x, const void* acts, size_t act_stride, int n_act, float* out);
+void vec_dot_q3_K_q8_K(int64_t n, const block_q3_K* x, const void* acts, size_t act_stride, int n_act, float* out);
+void vec_dot_q4_K_q8_K(int64_t n, const block_q4_K* x, const void* acts, size_t act_stride, int n_act, float* out);
+void vec_dot_q5_K_q8_K(int64_t n, const block_q5_K* x, const void* acts, size_t act_stride, int n_act, float* out);
+void vec_dot_q6_K_q8_K(int64_t n, const block_q6_K* x, const void* acts, size_t act_stride, int n_act, float* out);
 
 // ---------------------------------------------------------------- by type id
 // A block-quantized type (Q4_0 ... Q8_K); false for F32/F16/BF16.
@@ -161,6 +164,10 @@ void dequantize_row(TensorType t, const void* x, float* y, int64_t n);
 void quantize_row_for_dot(TensorType t, const float* x, void* y, int64_t n);
 // Dot product of a weight row of type t with an activation row already in vec_dot_type(t).
 float vec_dot(TensorType t, int64_t n, const void* w_row, const void* act_row);
+// The same for n_act activation rows act_stride bytes apart: out[k] = w . act_k
+// (bit-identical to n_act separate vec_dot calls).
+void vec_dot_multi(TensorType t, int64_t n, const void* w_row, const void* acts, size_t act_stride, int n_act,
+                   float* out);
 
 // Quantizes a row-major [n_rows, n_per_row] float32 matrix into `dst`
 // (n_rows * row_size(t, n_per_row) bytes), rows split over the pool's
@@ -170,6 +177,7 @@ size_t quantize_tensor(TensorType t, const float* src, int64_t n_rows, int64_t n
 size_t quantize_tensor(TensorType t, const float* src, int64_t n_rows, int64_t n_per_row, void* dst, int n_threads);
 
 // Fast half -> float through a 64K-entry table (same values as fp16_to_fp32).
-float half_to_float(uint16_t h);
+extern const float* const kHalfToFloat;
+inline float half_to_float(uint16_t h) { return kHalfToFloat[h]; }
 
 }  // namespace sc

@@ -21,6 +21,20 @@ inline int nearest_int(float fval) {
   return (i & 0x007fffff) - 0x00400000;
 }
 
+// sum a[i] * b[i] over N int8 pairs (N constant: unrolled and vectorized)
+template <int N>
+inline int dot_i8(const int8_t* a, const int8_t* b) {
+  int s = 0;
+  for (int i = 0; i < N; ++i) s += int(a[i]) * int(b[i]);
+  return s;
+}
+
+// Block i of activation row k in a set of rows `stride` bytes apart.
+template <typename B>
+inline const B& act_block(const void* acts, size_t stride, int k, int64_t i) {
+  return reinterpret_cast<const B*>(static_cast<const uint8_t*>(acts) + size_t(k) * stride)[i];
+}
+
 template <typename T>
 inline T min_(T a, T b) { return a < b ? a : b; }
 template <typename T>

@@ -9,7 +9,8 @@
 // against the scale it will actually be decoded with.
 //
 // The dot products unpack one super-block's quants to int8 in element order
-// and sum integer products per group, then apply the group scale.
+// (once, for all activation rows) and sum integer products per group, then
+// apply the group scales.
 #include <cmath>
 #include <cstring>
 
@@ -348,21 +349,23 @@ void dequantize_row_q2_K(const block_q2_K* x, float* y, int64_t k) {
   }
 }
 
-float vec_dot_q2_K_q8_K(int64_t n, const block_q2_K* x, const block_q8_K* y) {
+void vec_dot_q2_K_q8_K(int64_t n, const block_q2_K* x, const void* acts, size_t stride, int n_act, float* out) {
   int8_t q[QK_K];
-  float sum = 0.0f;
+  for (int k = 0; k < n_act; ++k) out[k] = 0.0f;
   for (int64_t i = 0; i < n / QK_K; ++i) {
     unpack_q2_K(x[i], q);
-    int isum = 0, summs = 0;
-    for (int j = 0; j < QK_K / 16; ++j) {
-      int s = 0;
-      for (int l = 0; l < 16; ++l) s += q[16 * j + l] * y[i].qs[16 * j + l];
-      isum += (x[i].scales[j] & 0xF) * s;
-      summs += (x[i].scales[j] >> 4) * y[i].bsums[j];
+    const float d = from_half(x[i].d), dmin = from_half(x[i].dmin);
+    for (int k = 0; k < n_act; ++k) {
+      const block_q8_K& y = qi::act_block<block_q8_K>(acts, stride, k, i);
+      int isum = 0, summs = 0;
+      for (int j = 0; j < QK_K / 16; ++j) {
+        isum += (x[i].scales[j] & 0xF) * qi::dot_i8<16>(q + 16 * j, y.qs + 16 * j);
+        summs += (x[i].scales[j] >> 4) * y.bsums[j];
+      }
+      // x = d*sc*q - dmin*m  =>  x.y8 = d*sum(sc*q.y8) - dmin*sum(m*bsum)
+      out[k] += y.d * d * float(isum) - y.d * dmin * float(summs);
     }
-    sum += y[i].d * from_half(x[i].d) * float(isum) - y[i].d * from_half(x[i].dmin) * float(summs);
   }
-  return sum;
 }
 
 // ============================================================================
@@ -425,14 +428,12 @@ void quantize_row_q3_K_ref(const float* x, block_q3_K* y, int64_t k) {
 
 // Unpacks Q3_K levels (in [-4, 3]) in element order.
 static inline void unpack_q3_K(const block_q3_K& b, int8_t* q) {
-  for (int half = 0; half < 2; ++half)
-    for (int s = 0; s < 4; ++s)
-      for (int l = 0; l < 32; ++l) {
-        const int e = 128 * half + 32 * s + l;
-        const int lo = (b.qs[32 * half + l] >> (2 * s)) & 3;
-        const int hi = (b.hmask[l] >> (e / 32)) & 1;
-        q[e] = int8_t(lo - (hi ? 0 : 4));
-      }
+  for (int g = 0; g < 8; ++g) {  // elements 32g .. 32g+31: 2-bit field g%4 of qs half g/4, hmask bit g
+    const uint8_t* qs = b.qs + 32 * (g / 4);
+    const int shift = 2 * (g % 4);
+    for (int l = 0; l < 32; ++l)
+      q[32 * g + l] = int8_t(((qs[l] >> shift) & 3) + (((b.hmask[l] >> g) & 1) << 2) - 4);
+  }
 }
 
 void dequantize_row_q3_K(const block_q3_K* x, float* y, int64_t k) {
@@ -447,20 +448,21 @@ void dequantize_row_q3_K(const block_q3_K* x, float* y, int64_t k) {
   }
 }
 
-float vec_dot_q3_K_q8_K(int64_t n, const block_q3_K* x, const block_q8_K* y) {
+void vec_dot_q3_K_q8_K(int64_t n, const block_q3_K* x, const void* acts, size_t stride, int n_act, float* out) {
   int8_t q[QK_K];
-  float sum = 0.0f;
+  int sc[QK_K / 16];
+  for (int k = 0; k < n_act; ++k) out[k] = 0.0f;
   for (int64_t i = 0; i < n / QK_K; ++i) {
     unpack_q3_K(x[i], q);
-    int isum = 0;
-    for (int j = 0; j < QK_K / 16; ++j) {
-      int s = 0;
-      for (int l = 0; l < 16; ++l) s += q[16 * j + l] * y[i].qs[16 * j + l];
-      isum += q3_scale(x[i].scales, j) * s;
+    for (int j = 0; j < QK_K / 16; ++j) sc[j] = q3_scale(x[i].scales, j);
+    const float d = from_half(x[i].d);
+    for (int k = 0; k < n_act; ++k) {
+      const block_q8_K& y = qi::act_block<block_q8_K>(acts, stride, k, i);
+      int isum = 0;
+      for (int j = 0; j < QK_K / 16; ++j) isum += sc[j] * qi::dot_i8<16>(q + 16 * j, y.qs + 16 * j);
+      out[k] += d * y.d * float(isum);
     }
-    sum += from_half(x[i].d) * y[i].d * float(isum);
   }
-  return sum;
 }
 
 // ============================================================================
@@ -501,27 +503,36 @@ void dequantize_row_q4_K(const block_q4_K* x, float* y, int64_t k) {
 }
 
 // Shared by Q4_K and Q5_K: levels q (element order), 6-bit scales/mins.
-static inline float dot_k4_superblock(const int8_t* q, const uint8_t* packed, float d, float dmin, const block_q8_K& y) {
-  int isum = 0, summs = 0;
-  for (int j = 0; j < QK_K / 32; ++j) {
-    uint8_t sc, m;
-    get_scale_min_k4(j, packed, &sc, &m);
-    int s = 0;
-    for (int l = 0; l < 32; ++l) s += q[32 * j + l] * y.qs[32 * j + l];
-    isum += sc * s;
-    summs += m * (y.bsums[2 * j] + y.bsums[2 * j + 1]);
+// Shared by Q4_K and Q5_K: levels q (element order) with 6-bit group scales and mins.
+struct K4Block {
+  int8_t q[QK_K];
+  uint8_t sc[QK_K / 32], m[QK_K / 32];
+  float d, dmin;
+};
+
+static inline void dot_k4_superblock(const K4Block& b, const void* acts, size_t stride, int64_t i, int n_act,
+                                     float* out) {
+  for (int k = 0; k < n_act; ++k) {
+    const block_q8_K& y = qi::act_block<block_q8_K>(acts, stride, k, i);
+    int isum = 0, summs = 0;
+    for (int j = 0; j < QK_K / 32; ++j) {
+      isum += b.sc[j] * qi::dot_i8<32>(b.q + 32 * j, y.qs + 32 * j);
+      summs += b.m[j] * (y.bsums[2 * j] + y.bsums[2 * j + 1]);
+    }
+    out[k] += y.d * b.d * float(isum) - y.d * b.dmin * float(summs);
   }
-  return y.d * d * float(isum) - y.d * dmin * float(summs);
 }
 
-float vec_dot_q4_K_q8_K(int64_t n, const block_q4_K* x, const block_q8_K* y) {
-  int8_t q[QK_K];
-  float sum = 0.0f;
+void vec_dot_q4_K_q8_K(int64_t n, const block_q4_K* x, const void* acts, size_t stride, int n_act, float* out) {
+  K4Block b;
+  for (int k = 0; k < n_act; ++k) out[k] = 0.0f;
   for (int64_t i = 0; i < n / QK_K; ++i) {
-    unpack_q4_K(x[i], q);
-    sum += dot_k4_superblock(q, x[i].scales, from_half(x[i].d), from_half(x[i].dmin), y[i]);
+    unpack_q4_K(x[i], b.q);
+    for (int j = 0; j < QK_K / 32; ++j) get_scale_min_k4(j, x[i].scales, &b.sc[j], &b.m[j]);
+    b.d = from_half(x[i].d);
+    b.dmin = from_half(x[i].dmin);
+    dot_k4_superblock(b, acts, stride, i, n_act, out);
   }
-  return sum;
 }
 
 // ============================================================================
@@ -579,14 +590,16 @@ void dequantize_row_q5_K(const block_q5_K* x, float* y, int64_t k) {
   }
 }
 
-float vec_dot_q5_K_q8_K(int64_t n, const block_q5_K* x, const block_q8_K* y) {
-  int8_t q[QK_K];
-  float sum = 0.0f;
+void vec_dot_q5_K_q8_K(int64_t n, const block_q5_K* x, const void* acts, size_t stride, int n_act, float* out) {
+  K4Block b;
+  for (int k = 0; k < n_act; ++k) out[k] = 0.0f;
   for (int64_t i = 0; i < n / QK_K; ++i) {
-    unpack_q5_K(x[i], q);
-    sum += dot_k4_superblock(q, x[i].scales, from_half(x[i].d), from_half(x[i].dmin), y[i]);
+    unpack_q5_K(x[i], b.q);
+    for (int j = 0; j < QK_K / 32; ++j) get_scale_min_k4(j, x[i].scales, &b.sc[j], &b.m[j]);
+    b.d = from_half(x[i].d);
+    b.dmin = from_half(x[i].dmin);
+    dot_k4_superblock(b, acts, stride, i, n_act, out);
   }
-  return sum;
 }
 
 // ============================================================================
@@ -666,20 +679,19 @@ void dequantize_row_q6_K(const block_q6_K* x, float* y, int64_t k) {
   }
 }
 
-float vec_dot_q6_K_q8_K(int64_t n, const block_q6_K* x, const block_q8_K* y) {
+void vec_dot_q6_K_q8_K(int64_t n, const block_q6_K* x, const void* acts, size_t stride, int n_act, float* out) {
   int8_t q[QK_K];
-  float sum = 0.0f;
+  for (int k = 0; k < n_act; ++k) out[k] = 0.0f;
   for (int64_t i = 0; i < n / QK_K; ++i) {
     unpack_q6_K(x[i], q);
-    int isum = 0;
-    for (int j = 0; j < QK_K / 16; ++j) {
-      int s = 0;
-      for (int l = 0; l < 16; ++l) s += q[16 * j + l] * y[i].qs[16 * j + l];
-      isum += x[i].scales[j] * s;
+    const float d = from_half(x[i].d);
+    for (int k = 0; k < n_act; ++k) {
+      const block_q8_K& y = qi::act_block<block_q8_K>(acts, stride, k, i);
+      int isum = 0;
+      for (int j = 0; j < QK_K / 16; ++j) isum += x[i].scales[j] * qi::dot_i8<16>(q + 16 * j, y.qs + 16 * j);
+      out[k] += d * y.d * float(isum);
     }
-    sum += from_half(x[i].d) * y[i].d * float(isum);
   }
-  return sum;
 }
 
 // ============================================================================

@@ -2,7 +2,8 @@
 
 The input is an F32/F16/BF16 GPT-BigCode GGUF (from this project's converter
 or llama.cpp's). The output has the same metadata (with ``general.file_type``
-set to the preset's llama.cpp number and ``general.quantization_version`` 2),
+set to the preset's llama.cpp number and ``general.quantization_version`` 2,
+as llama-quantize writes them),
 the same tensors in the same order, and per-tensor types and bytes identical to
 what llama.cpp's ``llama-quantize`` writes for the same preset (no importance
 matrix).
@@ -257,8 +258,7 @@ def quantize_gguf(
                 f"{new.name.lower()} loses quality -- pass allow_requantize=True (--allow-requantize) to do it anyway"
             )
 
-    default_type, file_type = PRESETS[preset]
-    quantized = default_type in QUANTIZED_TYPES
+    file_type = PRESETS[preset][1]
     tmp = out.with_name(out.name + ".part")
     writer = GGUFWriter(tmp, alignment=head.alignment)
     f = open(src, "rb")
@@ -271,14 +271,14 @@ def quantize_gguf(
                 continue  # the writer adds it (same value)
             if key == "general.file_type":
                 writer.add_uint32(key, file_type)
-            elif key == "general.quantization_version" and quantized:
+            elif key == "general.quantization_version":
                 writer.add_uint32(key, GGML_QNT_VERSION)
                 seen_qv = True
             else:
                 writer.add_raw(key, packed)
         if "general.file_type" not in [k for k, _, _ in head.kv]:
             writer.add_uint32("general.file_type", file_type)
-        if quantized and not seen_qv:
+        if not seen_qv:  # llama-quantize always writes it, whatever the type
             writer.add_uint32("general.quantization_version", GGML_QNT_VERSION)
         for t in head.tensors:
             writer.add_tensor_info(t.name, t.shape, types[t.name])

@@ -1,0 +1,136 @@
+"""The benchmark code: starcoder_cpp.bench (behind `starcoder-cpp bench`) and
+tools/bench.py. Smoke tests only: they check that the measurements run and
+return sensible numbers, never how fast anything is."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import VOCAB_DIR, require_path
+
+REPO = Path(__file__).resolve().parents[1]
+TOOL = REPO / "tools" / "bench.py"
+
+# A workload of a few dozen tokens: seconds on the demo model.
+SMALL = dict(prompt_tokens=16, decode_prompt_tokens=8, decode_tokens=4, fim_tokens=24, long_context=48,
+             long_decode_tokens=4)
+METRICS = ("load_s", "prompt_tps", "decode_tps", "ttft_s", "long_decode_tps", "peak_rss_mb")
+
+
+def _positive(r: dict) -> None:
+    for k in METRICS:
+        assert isinstance(r[k], float) and math.isfinite(r[k]) and r[k] > 0, (k, r[k])
+
+
+def test_bench_model_returns_positive_numbers():
+    from starcoder_cpp import bench
+
+    r = bench.bench_model("demo", n_threads=1, config=bench.BenchConfig(**SMALL))
+    _positive(r)
+    assert r["long_context"] == SMALL["long_context"]
+    assert r["backend"].startswith("cpu-")
+    assert r["n_threads"] == 1
+
+
+def test_measuring_procedures_on_a_session():
+    from starcoder_cpp import bench
+    from starcoder_cpp.model import demo_model_path
+
+    plan = bench.make_plan(bench.BenchConfig(**SMALL))
+    assert len(plan["fim"]) == SMALL["fim_tokens"]
+    assert plan["fim"][0] == 1 and plan["fim"][-1] == 2  # <fim_prefix> ... <fim_middle>
+    assert len(plan["fim"]) + len(plan["long_fill"]) + SMALL["long_decode_tokens"] == SMALL["long_context"]
+    assert plan == bench.make_plan(bench.BenchConfig(**SMALL))  # deterministic
+
+    session, load_s = bench.measure_load(lambda: bench.StarcoderSession(demo_model_path(), 64, 1), plan["warm"])
+    assert load_s > 0
+    assert bench.measure_prompt(session, plan["prompt"]) > 0
+    assert session.model.n_past == SMALL["prompt_tokens"]
+    assert bench.measure_decode(session, plan["decode_prompt"], 3) > 0
+    assert session.model.n_past == SMALL["decode_prompt_tokens"] + 3
+    ttft, logits = bench.measure_ttft(session, plan["fim"])
+    assert ttft > 0 and logits.shape == (session.model.n_vocab,)
+    assert bench.measure_long_decode(session, plan["long_fill"], 4) > 0
+    assert session.model.n_past == SMALL["long_context"]
+
+
+def test_weights_read_per_token_counts_every_matrix_and_the_tied_head():
+    from starcoder_cpp import bench
+    from starcoder_cpp.model import Model, demo_model_path
+
+    path = demo_model_path()
+    meta, tensors = bench.gguf_header(path)
+    m = Model(path, n_ctx=16, n_threads=1)
+    assert meta["general.architecture"] == "starcoder"
+    assert bench.gguf_context_length(path) == m.n_ctx_train
+    assert tensors["token_embd.weight"][0] == (m.n_embd, m.n_vocab)
+    f16 = 2
+    e, ff = m.n_embd, m.n_ff
+    qkv = e + 2 * (e // m.n_head) * m.n_head_kv
+    per_layer = (qkv * e + e * e + ff * e + e * ff) * f16
+    head = 0 if "output.weight" in tensors else m.n_vocab * e * f16
+    assert bench.decode_bytes_per_token(path) == m.n_layer * per_layer + head
+    assert bench.decode_bytes_per_token(path) < os.path.getsize(path)
+
+
+def test_fit_config_shrinks_the_workload_to_the_model():
+    from starcoder_cpp import bench
+
+    c = bench.fit_config(bench.BenchConfig(), 1024)
+    c.check()
+    assert c.n_ctx <= 1024 and c.long_context == 1024
+    same = bench.BenchConfig()
+    assert bench.fit_config(same, 8192) is same
+    with pytest.raises(ValueError):
+        bench.BenchConfig(fim_tokens=4096, long_context=4096).check()
+
+
+def test_cli_bench_prints_the_numbers(capsys):
+    from starcoder_cpp.cli import main
+
+    args = ["bench", "-m", "demo", "-t", "1"] + [
+        x for k, v in SMALL.items() for x in (f"--{k.replace('_', '-')}", str(v))]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    for text in ("prompt:", "decode:", "time to first token", "peak RSS", "weights read per token"):
+        assert text in out
+
+
+def test_tool_help_exits_0():
+    r = subprocess.run([sys.executable, str(TOOL), "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "--llama-cpp-avx2-path" in r.stdout and "--quick" in r.stdout
+
+
+def test_tool_table_cells_say_why_a_number_is_missing():
+    sys.path.insert(0, str(REPO / "tools"))
+    import bench as tool  # tools/bench.py
+
+    reason = tool.na("no Q4_K_M file: convert: ValueError: unsupported output type 'q4_k_m'")
+    assert reason.startswith("n/a: ")
+    assert tool.cell(reason, "decode_tps", "{:.2f}", 10.0) == reason
+    runs = [{"decode_tps": 4.0}, {"decode_tps": 5.0}, {"decode_tps": 6.0}]
+    assert tool.cell(runs, "decode_tps", "{:.2f}", 10.0) == "5.00 ±20% (50% of bound)"
+    assert tool.ratio(runs, [{"decode_tps": 2.5}], "decode_tps", True) == "×2.00"
+    assert tool.ratio([{"ttft_s": 1.0}], [{"ttft_s": 3.0}], "ttft_s", False) == "×3.00"
+    assert tool.ratio(reason, runs, "decode_tps", True) == "—"
+
+
+def test_tool_runs_this_project_alone_end_to_end(tmp_path):
+    require_path(VOCAB_DIR)
+    out = tmp_path / "results.md"
+    cmd = [sys.executable, str(TOOL), "--shapes", "tiny", "--types", "f16", "--peers", "", "--tiers", "this",
+           "--repeat", "1", "--threads", "1", "--workdir", str(tmp_path / "work"), "--out", str(out)] + [
+        x for k, v in SMALL.items() for x in (f"--{k.replace('_', '-')}", str(v))]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    md = out.read_text()
+    assert "### tiny, F16" in md
+    row = next(line for line in md.splitlines() if line.startswith("| prompt tok/s"))
+    assert "n/a" not in row and "—" not in row.split("|")[2], row
