@@ -490,11 +490,6 @@ def test_bad_output_type_is_refused(build, tmp_path):
         convert.convert_checkpoint(build(), tmp_path / "m.gguf", out_type="q9_z", progress=False)
 
 
-def test_lora_dir_is_not_supported_yet(build, tmp_path):
-    with pytest.raises(NotImplementedError, match="LoRA"):
-        convert.convert_checkpoint(build(), tmp_path / "m.gguf", lora_dir=tmp_path, progress=False)
-
-
 # ============================================================================ missing / broken files
 
 
