@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -225,6 +226,18 @@ void GGUFFile::parse() {
                       std::to_string(t.offset) + ") extends past the end of the file (" + std::to_string(size_) +
                       " bytes): the file is truncated or corrupt");
     t.data = base_ + data_start + t.offset;
+  }
+  // Tensors must not share bytes: a tensor whose type or shape was altered
+  // would otherwise silently read its neighbour's data.
+  std::vector<const GGUFTensor*> by_offset;
+  for (const GGUFTensor& t : tensors_) by_offset.push_back(&t);
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const GGUFTensor* a, const GGUFTensor* b) { return a->offset < b->offset; });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    const GGUFTensor& prev = *by_offset[i - 1];
+    if (prev.offset + prev.n_bytes > by_offset[i]->offset)
+      throw GGUFError(path_ + ": tensors '" + prev.name + "' and '" + by_offset[i]->name +
+                      "' overlap: a tensor's type or shape does not match its data");
   }
 }
 

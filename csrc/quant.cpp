@@ -191,27 +191,20 @@ void dequantize_row_q4_1(const block_q4_1* x, float* y, int64_t k) {
   }
 }
 
-// Byte k of kQ5HighBits[b] is bit k of b moved to bit 4: the fifth bits of
-// 8 consecutive Q5 elements from one qh byte (qh is little-endian, element j
-// in bit j).
-static const uint64_t* build_q5_high_bits() {
-  static uint64_t table[256];
-  for (int b = 0; b < 256; ++b) {
-    uint64_t v = 0;
-    for (int k = 0; k < 8; ++k) v |= uint64_t(((b >> k) & 1) << 4) << (8 * k);
-    table[b] = v;
-  }
-  return table;
-}
-static const uint64_t* const kQ5HighBits = build_q5_high_bits();
+// The 32 five-bit values of a Q5 block minus `offset`, in element order
+// (bit 4 of element j is bit j of the little-endian qh). Testing against a
+// table of masks, not shifting by j, lets the loop vectorize.
+static const uint32_t kBit[32] = {
+    1u << 0,  1u << 1,  1u << 2,  1u << 3,  1u << 4,  1u << 5,  1u << 6,  1u << 7,  1u << 8,  1u << 9,  1u << 10,
+    1u << 11, 1u << 12, 1u << 13, 1u << 14, 1u << 15, 1u << 16, 1u << 17, 1u << 18, 1u << 19, 1u << 20, 1u << 21,
+    1u << 22, 1u << 23, 1u << 24, 1u << 25, 1u << 26, 1u << 27, 1u << 28, 1u << 29, 1u << 30, 1u << 31};
 
-// The 32 five-bit values of a Q5 block minus `offset`, in element order.
-static inline void unpack_q5(const uint8_t* qs, const uint8_t* qh, int offset, int8_t* q) {
-  uint8_t hi[32];
-  for (int m = 0; m < 4; ++m) std::memcpy(hi + 8 * m, &kQ5HighBits[qh[m]], 8);
+static inline void unpack_q5(const uint8_t* qs, const uint8_t* qh_bytes, int offset, int8_t* q) {
+  uint32_t qh;
+  std::memcpy(&qh, qh_bytes, 4);
   for (int j = 0; j < 16; ++j) {
-    q[j] = int8_t(((qs[j] & 0x0F) | hi[j]) - offset);
-    q[j + 16] = int8_t(((qs[j] >> 4) | hi[j + 16]) - offset);
+    q[j] = int8_t((qs[j] & 0x0F) - offset + ((qh & kBit[j]) ? 16 : 0));
+    q[j + 16] = int8_t((qs[j] >> 4) - offset + ((qh & kBit[j + 16]) ? 16 : 0));
   }
 }
 

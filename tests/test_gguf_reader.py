@@ -179,6 +179,13 @@ def test_duplicate_tensor_name(tmp_path):
         inspect_gguf(str(write(tmp_path, blob)))
 
 
+def test_overlapping_tensors(tmp_path):
+    # 'a' claims 16 floats (64 bytes) but 'b' starts 32 bytes in.
+    blob = build(tensors=[tensor_info("a", [16], 0, 0), tensor_info("b", [8], 0, 32)], data=b"\0" * 96)
+    with pytest.raises(GGUFError, match="overlap"):
+        inspect_gguf(str(write(tmp_path, blob)))
+
+
 def test_bad_alignment_value(tmp_path):
     blob = build(kvs=[kv_u32("general.alignment", 3)])
     with pytest.raises(GGUFError, match="alignment"):
