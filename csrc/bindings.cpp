@@ -21,6 +21,8 @@ using namespace sc;
 
 // bindings_quant.cpp
 void register_quant_bindings(pybind11::module_& m);
+// bindings_kernels.cpp
+void register_kernel_bindings(pybind11::module_& m);
 
 namespace {
 
@@ -329,4 +331,5 @@ PYBIND11_MODULE(_core, m) {
       });
 
   register_quant_bindings(m);
+  register_kernel_bindings(m);
 }

@@ -212,18 +212,21 @@ class CpuBackend final : public Backend {
   // is a sum of integer block dot products. No weight row is ever expanded.
   void linear_quantized(const Weight& w, const float* bias, const float* x, int n_tokens, float* y) {
     const int64_t n_in = w.n_in, n_out = w.n_out;
+    const CpuKernels& k = cpu_kernels();
     const TensorType dt = vec_dot_type(w.type);
+    const QuantizeActFn quantize_act = k.quantize_act[act_slot(dt)];
+    const QuantDotFn dot = k.quant_dot[quant_slot(w.type)];
     const size_t act_row = size_t(row_size(dt, n_in));
     if (act_.size() < act_row * size_t(n_tokens)) act_.resize(act_row * size_t(n_tokens));
     uint8_t* act = act_.data();
     pool_.parallel_for(n_tokens, 1, [&](int64_t t0, int64_t t1, int) {
-      for (int64_t t = t0; t < t1; ++t) quantize_row_for_dot(w.type, x + t * n_in, act + size_t(t) * act_row, n_in);
+      for (int64_t t = t0; t < t1; ++t) quantize_act(x + t * n_in, act + size_t(t) * act_row, n_in);
     });
     pool_.parallel_for(n_out, 16, [&](int64_t r0, int64_t r1, int tid) {
       std::vector<float>& acc = scratch(tid, n_tokens);
       for (int64_t r = r0; r < r1; ++r) {
         // each weight block is decoded once and applied to all n_tokens rows
-        vec_dot_multi(w.type, n_in, w.data + size_t(r) * w.row_bytes, act, act_row, n_tokens, acc.data());
+        dot(n_in, w.data + size_t(r) * w.row_bytes, act, act_row, n_tokens, acc.data());
         const float b = bias ? bias[r] : 0.f;
         for (int t = 0; t < n_tokens; ++t) y[t * n_out + r] = acc[size_t(t)] + b;
       }

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <string>
 
+#include "quant.h"
 #include "tensor_types.h"
 
 namespace sc {
@@ -71,20 +72,128 @@ float exp_shift_sum_ref(float* x, int64_t n, float max) {
   return sum;
 }
 
-const CpuKernels kGeneric = {"generic", dot_f32_ref, dot4_f32_ref, dot4x2_f32_ref, dot4_f16_ref, axpy_f32_ref,
-                             exp_shift_sum_ref, f16_to_f32_ref};
+// The quantized reference kernels of quant.h, behind the table's signatures.
+template <typename Block, void (*F)(int64_t, const Block*, const void*, size_t, int, float*)>
+void quant_dot_ref(int64_t n, const void* w, const void* acts, size_t stride, int n_act, float* out) {
+  F(n, static_cast<const Block*>(w), acts, stride, n_act, out);
+}
+template <typename Block, void (*F)(const float*, Block*, int64_t)>
+void quantize_act_ref(const float* x, void* y, int64_t n) {
+  F(x, static_cast<Block*>(y), n);
+}
 
+CpuKernels make_generic() {
+  CpuKernels k{};
+  k.level = "generic";
+  k.dot_f32 = dot_f32_ref;
+  k.dot4_f32 = dot4_f32_ref;
+  k.dot4x2_f32 = dot4x2_f32_ref;
+  k.dot4_f16 = dot4_f16_ref;
+  k.axpy_f32 = axpy_f32_ref;
+  k.exp_shift_sum = exp_shift_sum_ref;
+  k.f16_to_f32 = f16_to_f32_ref;
+  k.quant_dot[kQ4_0] = quant_dot_ref<block_q4_0, vec_dot_q4_0_q8_0>;
+  k.quant_dot[kQ4_1] = quant_dot_ref<block_q4_1, vec_dot_q4_1_q8_1>;
+  k.quant_dot[kQ5_0] = quant_dot_ref<block_q5_0, vec_dot_q5_0_q8_0>;
+  k.quant_dot[kQ5_1] = quant_dot_ref<block_q5_1, vec_dot_q5_1_q8_1>;
+  k.quant_dot[kQ8_0] = quant_dot_ref<block_q8_0, vec_dot_q8_0_q8_0>;
+  k.quant_dot[kQ2_K] = quant_dot_ref<block_q2_K, vec_dot_q2_K_q8_K>;
+  k.quant_dot[kQ3_K] = quant_dot_ref<block_q3_K, vec_dot_q3_K_q8_K>;
+  k.quant_dot[kQ4_K] = quant_dot_ref<block_q4_K, vec_dot_q4_K_q8_K>;
+  k.quant_dot[kQ5_K] = quant_dot_ref<block_q5_K, vec_dot_q5_K_q8_K>;
+  k.quant_dot[kQ6_K] = quant_dot_ref<block_q6_K, vec_dot_q6_K_q8_K>;
+  k.quantize_act[kActQ8_0] = quantize_act_ref<block_q8_0, quantize_row_q8_0_ref>;
+  k.quantize_act[kActQ8_1] = quantize_act_ref<block_q8_1, quantize_row_q8_1_ref>;
+  k.quantize_act[kActQ8_K] = quantize_act_ref<block_q8_K, quantize_row_q8_K_ref>;
+  return k;
+}
+
+struct Levels {
+  CpuKernels generic = make_generic();
+  CpuKernels avx2{}, avx512{};
+  bool has_avx2 = false, has_avx512 = false;
+  const char* names[4] = {"generic", nullptr, nullptr, nullptr};
+
+  Levels() {
+    int n = 1;
+    has_avx2 = cpu_supports_avx2();
+    if (has_avx2) {
+      avx2 = generic;
+      avx2.level = "avx2";
+      fill_float_avx2(avx2);
+      fill_quant_legacy_avx2(avx2);
+      fill_quant_k_avx2(avx2);
+      names[n++] = "avx2";
+    }
+    has_avx512 = has_avx2 && cpu_supports_avx512();
+    if (has_avx512) {
+      avx512 = avx2;
+      avx512.level = "avx512";
+      fill_float_avx512(avx512);
+      fill_quant_legacy_avx512(avx512);
+      fill_quant_k_avx512(avx512);
+      names[n++] = "avx512";
+    }
+  }
+};
+
+const Levels& levels() {
+  static const Levels l;
+  return l;
+}
+
+// The best level, or the level STARCODER_CPU names if this CPU can run it
+// (an unknown or unsupported name falls back to the best level below it).
 const CpuKernels& choose() {
+  const Levels& l = levels();
   const char* env = std::getenv("STARCODER_CPU");
   const std::string want = env ? env : "";
-  if (want == "generic") return kGeneric;
-  if (const CpuKernels* k = avx2_kernels()) return *k;
-  return kGeneric;
+  if (want == "generic") return l.generic;
+  if (want == "avx2") return l.has_avx2 ? l.avx2 : l.generic;
+  if (l.has_avx512) return l.avx512;
+  if (l.has_avx2) return l.avx2;
+  return l.generic;
 }
 
 }  // namespace
 
-const CpuKernels& generic_kernels() { return kGeneric; }
+int quant_slot(TensorType t) {
+  switch (t) {
+    case TensorType::Q4_0: return kQ4_0;
+    case TensorType::Q4_1: return kQ4_1;
+    case TensorType::Q5_0: return kQ5_0;
+    case TensorType::Q5_1: return kQ5_1;
+    case TensorType::Q8_0: return kQ8_0;
+    case TensorType::Q2_K: return kQ2_K;
+    case TensorType::Q3_K: return kQ3_K;
+    case TensorType::Q4_K: return kQ4_K;
+    case TensorType::Q5_K: return kQ5_K;
+    case TensorType::Q6_K: return kQ6_K;
+    default: return -1;
+  }
+}
+
+int act_slot(TensorType t) {
+  switch (t) {
+    case TensorType::Q8_0: return kActQ8_0;
+    case TensorType::Q8_1: return kActQ8_1;
+    case TensorType::Q8_K: return kActQ8_K;
+    default: return -1;
+  }
+}
+
+const CpuKernels& generic_kernels() { return levels().generic; }
+
+const CpuKernels* kernels_for_level(const char* name) {
+  const Levels& l = levels();
+  const std::string n = name ? name : "";
+  if (n == "generic") return &l.generic;
+  if (n == "avx2" && l.has_avx2) return &l.avx2;
+  if (n == "avx512" && l.has_avx512) return &l.avx512;
+  return nullptr;
+}
+
+const char* const* supported_levels() { return levels().names; }
 
 const CpuKernels& cpu_kernels() {
   static const CpuKernels& k = choose();

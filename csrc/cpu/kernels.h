@@ -1,11 +1,30 @@
 // Inner loops of the CPU backend, one table per instruction-set level.
 // Each SIMD variant sits beside the plain C++ reference and is tested equal
 // to it (within float reassociation). The level is chosen once at start-up
-// from cpuid; STARCODER_CPU=generic|avx2 forces a lower one.
+// from cpuid; STARCODER_CPU=generic|avx2|avx512 forces a lower one.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
+#include "tensor_types.h"
+
 namespace sc {
+
+// Quantized weights (formats in quant.h): out[k] = w_row . act_k for n_act
+// activation rows act_stride bytes apart, each already quantized into the
+// weight type's vec_dot_type (Q8_0, Q8_1 or Q8_K). Each weight block is
+// decoded once and applied to every activation row.
+using QuantDotFn = void (*)(int64_t n, const void* w_row, const void* acts, size_t act_stride, int n_act,
+                            float* out);
+// n floats -> one activation row of an activation type (Q8_0, Q8_1, Q8_K).
+using QuantizeActFn = void (*)(const float* x, void* y, int64_t n);
+
+// Slots of the per-type tables below, one per weight type with a dot product.
+enum QuantSlot { kQ4_0, kQ4_1, kQ5_0, kQ5_1, kQ8_0, kQ2_K, kQ3_K, kQ4_K, kQ5_K, kQ6_K, kQuantSlots };
+enum ActSlot { kActQ8_0, kActQ8_1, kActQ8_K, kActSlots };
+// -1 when t has no slot (float types, activation-only types).
+int quant_slot(TensorType t);
+int act_slot(TensorType t);
 
 struct CpuKernels {
   const char* level;
@@ -28,11 +47,31 @@ struct CpuKernels {
   float (*exp_shift_sum)(float* x, int64_t n, float max);
   // IEEE half -> float for a row.
   void (*f16_to_f32)(const uint16_t* src, float* dst, int64_t n);
+  // Quantized dot products by QuantSlot, activation quantizers by ActSlot.
+  QuantDotFn quant_dot[kQuantSlots];
+  QuantizeActFn quantize_act[kActSlots];
 };
 
+// The kernels chosen at start-up (best level, or the one STARCODER_CPU asks for).
 const CpuKernels& cpu_kernels();
 const CpuKernels& generic_kernels();
-// nullptr when this CPU (or this build) cannot run that level.
-const CpuKernels* avx2_kernels();
+// By name ("generic", "avx2", "avx512"); nullptr if unknown or this CPU (or
+// this build) cannot run that level.
+const CpuKernels* kernels_for_level(const char* name);
+// The levels this CPU can run, lowest first ("generic" always).
+const char* const* supported_levels();
+
+// ---- what the per-ISA files provide (each compiled with its own flags) ----
+// Whether the CPU and OS can run a level (false in a build without the file's flags).
+bool cpu_supports_avx2();    // AVX2 + FMA + F16C, YMM state saved
+bool cpu_supports_avx512();  // AVX-512 F/BW/DQ/VL + VNNI, ZMM state saved
+// Each fills its part of its level's table; a slot it leaves alone keeps the
+// kernel of the level below (avx512 starts from avx2, avx2 from generic).
+void fill_float_avx2(CpuKernels& k);           // kernels_avx2.cpp: the f32/f16 kernels
+void fill_quant_legacy_avx2(CpuKernels& k);    // quant_dot_avx2.cpp: Q4_0..Q8_0, Q8_0/Q8_1 activations
+void fill_quant_k_avx2(CpuKernels& k);         // quant_dot_k_avx2.cpp: Q2_K..Q6_K, Q8_K activations
+void fill_float_avx512(CpuKernels& k);         // kernels_avx512.cpp
+void fill_quant_legacy_avx512(CpuKernels& k);  // quant_dot_avx512.cpp
+void fill_quant_k_avx512(CpuKernels& k);       // quant_dot_k_avx512.cpp
 
 }  // namespace sc

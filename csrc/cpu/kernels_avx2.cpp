@@ -12,7 +12,7 @@
 namespace sc {
 namespace {
 
-bool cpu_has_avx2_fma_f16c() {
+bool cpu_has_avx2_fma_f16c_impl() {
   unsigned a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
   const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
@@ -186,14 +186,21 @@ void f16_to_f32_avx2(const uint16_t* src, float* dst, int64_t n) {
   for (; i < n; ++i) dst[i] = _cvtsh_ss(src[i]);
 }
 
-const CpuKernels kAvx2 = {"avx2", dot_f32_avx2, dot4_f32_avx2, dot4x2_f32_avx2, dot4_f16_avx2, axpy_f32_avx2,
-                          exp_shift_sum_avx2, f16_to_f32_avx2};
-
 }  // namespace
 
-const CpuKernels* avx2_kernels() {
-  static const bool ok = cpu_has_avx2_fma_f16c();
-  return ok ? &kAvx2 : nullptr;
+bool cpu_supports_avx2() {
+  static const bool ok = cpu_has_avx2_fma_f16c_impl();
+  return ok;
+}
+
+void fill_float_avx2(CpuKernels& k) {
+  k.dot_f32 = dot_f32_avx2;
+  k.dot4_f32 = dot4_f32_avx2;
+  k.dot4x2_f32 = dot4x2_f32_avx2;
+  k.dot4_f16 = dot4_f16_avx2;
+  k.axpy_f32 = axpy_f32_avx2;
+  k.exp_shift_sum = exp_shift_sum_avx2;
+  k.f16_to_f32 = f16_to_f32_avx2;
 }
 
 }  // namespace sc
@@ -201,7 +208,8 @@ const CpuKernels* avx2_kernels() {
 #else  // not an x86-64 build with the flags above
 
 namespace sc {
-const CpuKernels* avx2_kernels() { return nullptr; }
+bool cpu_supports_avx2() { return false; }
+void fill_float_avx2(CpuKernels&) {}
 }  // namespace sc
 
 #endif

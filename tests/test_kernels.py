@@ -1,0 +1,88 @@
+"""Every SIMD kernel level computes what the scalar reference computes.
+
+The levels this CPU can run are forced one by one through `_core` test hooks
+(the production path picks one at start-up). Integer block sums are exact, so
+the only allowed difference is the order of the float accumulation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from starcoder_cpp import _core
+
+LEVELS = [lv for lv in _core.cpu_levels() if lv != "generic"]
+LEGACY = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0"]
+KQUANTS = ["q2_k", "q3_k", "q4_k", "q5_k", "q6_k"]
+
+
+def test_generic_level_is_always_available():
+    assert _core.cpu_levels()[0] == "generic"
+
+
+def test_an_unsupported_level_is_a_clear_error():
+    with pytest.raises(ValueError, match="not supported"):
+        _core.kernel_quantize_act("sse9", "q8_0", np.zeros((1, 32), np.float32))
+
+
+def random_rows(rng, n_rows, n, kind):
+    if kind == "normal":
+        return rng.standard_normal((n_rows, n)).astype(np.float32)
+    if kind == "heavy":  # outliers in every block, as real activations have
+        x = rng.standard_t(2, (n_rows, n)).astype(np.float32)
+        return x * np.float32(3.0)
+    if kind == "zeros":  # all-zero blocks beside normal ones
+        x = rng.standard_normal((n_rows, n)).astype(np.float32)
+        x[:, : n // 2] = 0
+        return x
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("act", ["q8_0", "q8_1", "q8_k"])
+@pytest.mark.parametrize("kind", ["normal", "heavy", "zeros"])
+def test_activation_quantizer_gives_the_reference_bytes(level, act, kind):
+    rng = np.random.default_rng(7)
+    x = random_rows(rng, 5, 1024, kind)
+    ref = _core.kernel_quantize_act("generic", act, x)
+    got = _core.kernel_quantize_act(level, act, x)
+    assert got.tobytes() == ref.tobytes()
+
+
+def check_close(got, ref, x, w_scale):
+    # bound on the float reassociation error: a few ulps of sum |w_i x_i|
+    bound = 1e-5 * (np.abs(x).sum(axis=1, keepdims=True) * w_scale + 1.0)
+    diff = np.abs(got - ref)
+    assert np.all(diff <= bound), f"max diff {diff.max()} (bound {bound.min()})"
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("wtype", LEGACY + KQUANTS)
+@pytest.mark.parametrize("n_act", [1, 2, 3, 8, 13])
+def test_quantized_matmul_equals_the_reference(level, wtype, n_act):
+    rng = np.random.default_rng(hash((wtype, n_act)) % 2**32)
+    n_out, n_in = 12, 768 if wtype in LEGACY else 1024
+    w = rng.standard_normal((n_out, n_in)).astype(np.float32)
+    wq = _core.quantize(w, wtype)
+    x = random_rows(rng, n_act, n_in, "heavy")
+    ref = _core.kernel_quant_matmul("generic", wtype, wq, n_out, n_in, x)
+    got = _core.kernel_quant_matmul(level, wtype, wq, n_out, n_in, x)
+    check_close(got, ref, x, np.abs(w).max())
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("wtype", LEGACY + KQUANTS)
+def test_quantized_matmul_handles_extreme_weights(level, wtype):
+    # zero rows, a single huge outlier per row, and the largest codes of each format
+    rng = np.random.default_rng(3)
+    n_out, n_in = 6, 512
+    w = rng.standard_normal((n_out, n_in)).astype(np.float32)
+    w[0] = 0
+    w[1, ::37] = 1e4
+    w[2] = np.sign(w[2]) * 65000.0 / 127
+    wq = _core.quantize(w, wtype)
+    x = random_rows(rng, 4, n_in, "normal")
+    ref = _core.kernel_quant_matmul("generic", wtype, wq, n_out, n_in, x)
+    got = _core.kernel_quant_matmul(level, wtype, wq, n_out, n_in, x)
+    check_close(got, ref, x, np.abs(w).max())

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Incremental developer build: compiles the extension into build/dev (or $1)
+# and copies it into python/starcoder_cpp/, so `PYTHONPATH=python pytest`
+# runs the working tree without a pip install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir="${1:-build/dev}"
+if [ ! -f "$dir/CMakeCache.txt" ]; then
+  cmake -S . -B "$dir" -G Ninja -DSKBUILD=ON -DCMAKE_BUILD_TYPE=Release \
+    -DPython_EXECUTABLE="$(command -v python3)" -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" >/dev/null
+fi
+cmake --build "$dir" -j 2
+cp "$dir"/_core*.so python/starcoder_cpp/
