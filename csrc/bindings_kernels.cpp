@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -85,10 +86,11 @@ void register_kernel_bindings(py::module_& m) {
         std::vector<uint8_t> act(act_rs * size_t(n_act));
         for (int r = 0; r < n_act; ++r) k.quantize_act[sc::act_slot(dt)](x.data() + r * n_in, act.data() + r * act_rs, n_in);
         FloatArray y({py::ssize_t(n_act), py::ssize_t(n_out)});
-        std::vector<float> col(static_cast<size_t>(n_act));
-        for (int64_t o = 0; o < n_out; ++o) {
-          k.quant_dot[slot](n_in, w.data() + o * rs, act.data(), act_rs, n_act, col.data());
-          for (int r = 0; r < n_act; ++r) y.mutable_data()[r * n_out + o] = col[size_t(r)];
+        // odd row splits too, as the thread pool makes them
+        for (int64_t r0 = 0; r0 < n_out; r0 += 7) {
+          const int n_w = int(std::min<int64_t>(7, n_out - r0));
+          k.quant_dot[slot](n_in, w.data() + r0 * rs, size_t(rs), n_w, act.data(), act_rs, n_act,
+                            y.mutable_data() + r0, size_t(n_out));
         }
         return y;
       },

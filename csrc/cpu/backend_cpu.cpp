@@ -222,14 +222,12 @@ class CpuBackend final : public Backend {
     pool_.parallel_for(n_tokens, 1, [&](int64_t t0, int64_t t1, int) {
       for (int64_t t = t0; t < t1; ++t) quantize_act(x + t * n_in, act + size_t(t) * act_row, n_in);
     });
-    pool_.parallel_for(n_out, 16, [&](int64_t r0, int64_t r1, int tid) {
-      std::vector<float>& acc = scratch(tid, n_tokens);
-      for (int64_t r = r0; r < r1; ++r) {
-        // each weight block is decoded once and applied to all n_tokens rows
-        dot(n_in, w.data + size_t(r) * w.row_bytes, act, act_row, n_tokens, acc.data());
-        const float b = bias ? bias[r] : 0.f;
-        for (int t = 0; t < n_tokens; ++t) y[t * n_out + r] = acc[size_t(t)] + b;
-      }
+    pool_.parallel_for(n_out, 16, [&](int64_t r0, int64_t r1, int) {
+      dot(n_in, w.data + size_t(r0) * w.row_bytes, w.row_bytes, int(r1 - r0), act, act_row, n_tokens, y + r0,
+          size_t(n_out));
+      if (bias)
+        for (int t = 0; t < n_tokens; ++t)
+          for (int64_t r = r0; r < r1; ++r) y[t * n_out + r] += bias[r];
     });
   }
 

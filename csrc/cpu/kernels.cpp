@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "quant.h"
 #include "tensor_types.h"
@@ -72,10 +73,17 @@ float exp_shift_sum_ref(float* x, int64_t n, float max) {
   return sum;
 }
 
-// The quantized reference kernels of quant.h, behind the table's signatures.
+// The quantized reference kernels of quant.h, behind the table's signature:
+// one weight row at a time against every activation row.
 template <typename Block, void (*F)(int64_t, const Block*, const void*, size_t, int, float*)>
-void quant_dot_ref(int64_t n, const void* w, const void* acts, size_t stride, int n_act, float* out) {
-  F(n, static_cast<const Block*>(w), acts, stride, n_act, out);
+void quant_dot_ref(int64_t n, const void* w, size_t w_stride, int n_w, const void* acts, size_t act_stride, int n_act,
+                   float* out, size_t out_stride) {
+  std::vector<float> col(static_cast<size_t>(n_act));
+  for (int r = 0; r < n_w; ++r) {
+    F(n, reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w) + size_t(r) * w_stride), acts, act_stride,
+      n_act, col.data());
+    for (int a = 0; a < n_act; ++a) out[size_t(a) * out_stride + size_t(r)] = col[size_t(a)];
+  }
 }
 template <typename Block, void (*F)(const float*, Block*, int64_t)>
 void quantize_act_ref(const float* x, void* y, int64_t n) {

@@ -10,12 +10,14 @@
 
 namespace sc {
 
-// Quantized weights (formats in quant.h): out[k] = w_row . act_k for n_act
-// activation rows act_stride bytes apart, each already quantized into the
-// weight type's vec_dot_type (Q8_0, Q8_1 or Q8_K). Each weight block is
-// decoded once and applied to every activation row.
-using QuantDotFn = void (*)(int64_t n, const void* w_row, const void* acts, size_t act_stride, int n_act,
-                            float* out);
+// Quantized weights (formats in quant.h), a small GEMM:
+//   out[a * out_stride + r] = w_r . act_a   for r < n_w, a < n_act
+// with weight rows w_stride bytes apart and activation rows act_stride bytes
+// apart, each already quantized into the weight type's vec_dot_type (Q8_0,
+// Q8_1 or Q8_K). One call gets a thread's whole slice of rows and every
+// token, so a kernel may tile both (decode: n_act = 1; prompt: many).
+using QuantDotFn = void (*)(int64_t n, const void* w, size_t w_stride, int n_w, const void* acts, size_t act_stride,
+                            int n_act, float* out, size_t out_stride);
 // n floats -> one activation row of an activation type (Q8_0, Q8_1, Q8_K).
 using QuantizeActFn = void (*)(const float* x, void* y, int64_t n);
 
