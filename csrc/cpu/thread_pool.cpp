@@ -3,8 +3,24 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <chrono>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define SC_CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define SC_CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define SC_CPU_RELAX() ((void)0)
+#endif
 
 namespace sc {
+namespace {
+// How long a worker keeps polling for the next job before it sleeps: long
+// enough to cover the gap between two ops of a decode step (and the Python
+// call between two tokens), short enough that an idle model frees the core.
+constexpr auto kSpinTime = std::chrono::microseconds(2000);
+}  // namespace
 
 int default_thread_count() {
   cpu_set_t set;
@@ -40,41 +56,44 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
     fn(0, n, 0);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    job_ = &fn;
-    job_n_ = n;
-    job_chunk_ = chunk;
-    pending_ = n_threads_ - 1;
-    ++generation_;
+  job_ = &fn;
+  job_n_ = n;
+  job_chunk_ = chunk;
+  pending_.store(n_threads_ - 1);
+  generation_.fetch_add(1);  // publishes the job (seq_cst: ordered before the read of sleeping_)
+  if (sleeping_.load() > 0) {
+    // Taking the lock orders this wake-up after any sleeper's predicate check.
+    { std::lock_guard<std::mutex> lock(mu_); }
+    start_cv_.notify_all();
   }
-  start_cv_.notify_all();
   fn(0, std::min(n, chunk), 0);
-  std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [&] { return pending_ == 0; });
+  while (pending_.load(std::memory_order_acquire) != 0) SC_CPU_RELAX();
   job_ = nullptr;
+}
+
+bool ThreadPool::wait_for_job(uint64_t seen) {
+  const auto until = std::chrono::steady_clock::now() + kSpinTime;
+  for (int i = 0;; ++i) {
+    if (generation_.load(std::memory_order_acquire) != seen) return true;
+    if (stop_.load()) return false;
+    SC_CPU_RELAX();
+    if ((i & 255) == 255 && std::chrono::steady_clock::now() > until) break;
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  sleeping_.fetch_add(1);
+  start_cv_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+  sleeping_.fetch_sub(1);
+  return !stop_.load();
 }
 
 void ThreadPool::worker(int index) {
   uint64_t seen = 0;
-  for (;;) {
-    const std::function<void(int64_t, int64_t, int)>* job;
-    int64_t n, chunk;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      n = job_n_;
-      chunk = job_chunk_;
-    }
+  while (wait_for_job(seen)) {
+    seen = generation_.load(std::memory_order_acquire);
+    const int64_t n = job_n_, chunk = job_chunk_;
     const int64_t begin = std::min(n, chunk * index), end = std::min(n, begin + chunk);
-    if (begin < end) (*job)(begin, end, index);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) done_cv_.notify_one();
-    }
+    if (begin < end) (*job_)(begin, end, index);
+    pending_.fetch_sub(1, std::memory_order_release);
   }
 }
 
