@@ -29,8 +29,9 @@ struct Weight {
 struct AttentionArgs {
   const float* q;          // [n_tokens, q_stride]; head h at q + h*head_dim
   int64_t q_stride;
-  const float* k_cache;    // [n_ctx, kv_dim]; kv head g at + g*head_dim
-  const float* v_cache;    // [n_ctx, kv_dim]
+  const void* k_cache;     // [n_ctx, kv_dim]; kv head g at + g*head_dim
+  const void* v_cache;     // [n_ctx, kv_dim]
+  bool kv_f16;             // cache elements are IEEE half (else float32)
   int64_t kv_dim;          // n_head_kv * head_dim
   int n_tokens;
   int n_past;

@@ -224,17 +224,21 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("generated", [](const PyCompletion& pc) { return pc.c->generated(); });
 
   py::class_<PyModel, std::shared_ptr<PyModel>>(m, "Model")
-      .def(py::init([](const std::string& path, int n_ctx, int n_threads, int n_batch) {
+      .def(py::init([](const std::string& path, int n_ctx, int n_threads, int n_batch, const std::string& kv_type) {
              ModelOptions o;
              o.n_ctx = n_ctx;
              o.n_threads = n_threads;
              o.n_batch = n_batch;
+             if (kv_type == "f16") o.kv_type = sc::TensorType::F16;
+             else if (kv_type == "f32") o.kv_type = sc::TensorType::F32;
+             else throw py::value_error("kv_type must be 'f16' or 'f32', got '" + kv_type + "'");
              auto pm = std::make_shared<PyModel>();
              py::gil_scoped_release nogil;
              pm->model = std::make_unique<Model>(path, o);
              return pm;
            }),
-           py::arg("path"), py::arg("n_ctx") = 0, py::arg("n_threads") = 0, py::arg("n_batch") = 512)
+           py::arg("path"), py::arg("n_ctx") = 0, py::arg("n_threads") = 0, py::arg("n_batch") = 512,
+           py::arg("kv_type") = "f16")
       .def("eval",
            [](PyModel& pm, const py::handle& tokens, bool all_logits) {
              const std::vector<int32_t> ids = to_ids(tokens);
@@ -321,6 +325,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("n_head_kv", [](const PyModel& pm) { return pm.model->hparams().n_head_kv; })
       .def_property_readonly("n_threads", [](const PyModel& pm) { return pm.model->backend().n_threads(); })
       .def_property_readonly("backend", [](const PyModel& pm) { return pm.model->backend().name(); })
+      .def_property_readonly("kv_type", [](const PyModel& pm) { return sc::tensor_type_name(pm.model->kv_type()); })
       .def_property_readonly("bos_id", [](const PyModel& pm) { return pm.model->tokenizer().bos_id(); })
       .def_property_readonly("eos_id", [](const PyModel& pm) { return pm.model->tokenizer().eos_id(); })
       .def_property_readonly("metadata", [](const PyModel& pm) { return metadata_dict(pm.model->file()); })

@@ -33,6 +33,16 @@ namespace {
 
 const char* kArch = "starcoder";
 
+// One K or V row into the cache, rounded to half when the cache is F16.
+void store_kv(const float* src, uint8_t* dst, int64_t n, bool f16) {
+  if (!f16) {
+    std::memcpy(dst, src, size_t(n) * 4);
+    return;
+  }
+  uint16_t* h = reinterpret_cast<uint16_t*>(dst);
+  for (int64_t i = 0; i < n; ++i) h[i] = fp32_to_fp16(src[i]);
+}
+
 std::string key(const char* suffix) { return std::string(kArch) + "." + suffix; }
 
 int positive_int(const GGUFFile& f, const std::string& k) {
@@ -63,6 +73,8 @@ Model::Model(const std::string& path, const ModelOptions& options) : opts_(optio
     throw ModelError("n_ctx " + std::to_string(n_ctx_) + " is larger than the model's context length " +
                      std::to_string(hp_.n_ctx_train) + " (it has no position embeddings beyond that)");
   if (opts_.n_batch <= 0) throw std::invalid_argument("n_batch must be positive");
+  if (opts_.kv_type != TensorType::F16 && opts_.kv_type != TensorType::F32)
+    throw std::invalid_argument("the KV cache type must be f16 or f32, not " + tensor_type_name(opts_.kv_type));
 
   seqs_.resize(kMaxSeq);
   sequence(0);
@@ -197,9 +209,10 @@ Model::Sequence& Model::sequence(int seq) {
                                 std::to_string(kMaxSeq) + ")");
   Sequence& s = seqs_[size_t(seq)];
   if (!s.k) {
-    const size_t n = size_t(hp_.n_layer) * size_t(n_ctx_) * size_t(hp_.n_head_kv) * size_t(hp_.head_dim);
-    s.k.reset(new float[n]);
-    s.v.reset(new float[n]);
+    const size_t n = size_t(hp_.n_layer) * size_t(n_ctx_) * size_t(hp_.n_head_kv) * size_t(hp_.head_dim) *
+                     (opts_.kv_type == TensorType::F16 ? 2 : 4);
+    s.k.reset(new uint8_t[n]);
+    s.v.reset(new uint8_t[n]);
   }
   return s;
 }
@@ -270,7 +283,9 @@ void Model::forward(const int32_t* tokens, const int* seqs, const int* pos, int 
   const int64_t E = hp.n_embd, F = hp.n_ff;
   const int64_t kv_dim = int64_t(hp.n_head_kv) * hp.head_dim;
   const int64_t qkv_dim = E + 2 * kv_dim;
-  const size_t layer_floats = size_t(n_ctx_) * size_t(kv_dim);
+  const size_t layer_floats = size_t(n_ctx_) * size_t(kv_dim);  // cache elements per layer
+  const bool kv_f16 = opts_.kv_type == TensorType::F16;
+  const size_t kv_elem = kv_f16 ? 2 : 4;
   Buffers& b = *buf_;
   b.x.resize(size_t(m * E));
   b.h.resize(size_t(m * E));
@@ -293,9 +308,9 @@ void Model::forward(const int32_t* tokens, const int* seqs, const int* pos, int 
     for (int t = 0; t < m; ++t) {
       const Sequence& s = seqs_[size_t(seqs[t])];
       const float* row = b.qkv.data() + t * qkv_dim;
-      const size_t at = size_t(il) * layer_floats + size_t(pos[t]) * size_t(kv_dim);
-      std::memcpy(s.k.get() + at, row + E, size_t(kv_dim) * 4);
-      std::memcpy(s.v.get() + at, row + E + kv_dim, size_t(kv_dim) * 4);
+      const size_t at = (size_t(il) * layer_floats + size_t(pos[t]) * size_t(kv_dim)) * kv_elem;
+      store_kv(row + E, s.k.get() + at, kv_dim, kv_f16);
+      store_kv(row + E + kv_dim, s.v.get() + at, kv_dim, kv_f16);
     }
     // One attention call per run of consecutive tokens of one sequence.
     for (int t0 = 0; t0 < m;) {
@@ -305,8 +320,9 @@ void Model::forward(const int32_t* tokens, const int* seqs, const int* pos, int 
       AttentionArgs a;
       a.q = b.qkv.data() + t0 * qkv_dim;
       a.q_stride = qkv_dim;
-      a.k_cache = s.k.get() + size_t(il) * layer_floats;
-      a.v_cache = s.v.get() + size_t(il) * layer_floats;
+      a.k_cache = s.k.get() + size_t(il) * layer_floats * kv_elem;
+      a.v_cache = s.v.get() + size_t(il) * layer_floats * kv_elem;
+      a.kv_f16 = kv_f16;
       a.kv_dim = kv_dim;
       a.n_tokens = t1 - t0;
       a.n_past = pos[t0];

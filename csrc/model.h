@@ -30,6 +30,9 @@ struct ModelOptions {
   int n_ctx = 0;         // <= 0: the model's context length, capped at kDefaultMaxCtx
   int n_threads = 0;     // <= 0: one per available core
   int n_batch = 512;     // tokens per forward chunk when evaluating a prompt
+  // KV cache element type: F16 (half the memory and bandwidth of F32; what
+  // llama.cpp uses) or F32 (bit-for-bit float32 attention).
+  TensorType kv_type = TensorType::F16;
   static constexpr int kDefaultMaxCtx = 8192;
 };
 
@@ -44,6 +47,7 @@ class Model {
   const GGUFFile& file() const { return *file_; }
   const Backend& backend() const { return *backend_; }
   int n_ctx() const { return n_ctx_; }
+  TensorType kv_type() const { return opts_.kv_type; }
 
   // The KV cache holds independent sequences (slots 0..kMaxSeq-1), each with
   // up to n_ctx positions; a slot's memory is reserved on first use.
@@ -79,7 +83,7 @@ class Model {
   void load_weights();
   struct Sequence {
     std::vector<int32_t> history;
-    std::unique_ptr<float[]> k, v;  // [n_layer][n_ctx][kv_dim]
+    std::unique_ptr<uint8_t[]> k, v;  // [n_layer][n_ctx][kv_dim] of kv_type
   };
   void check_tokens(const int32_t* tokens, int n) const;
   Sequence& sequence(int seq);

@@ -36,7 +36,7 @@ def checkpoint(request, tmp_path_factory):
 
 def test_f32_logits_match_transformers(checkpoint):
     d, hf = checkpoint
-    m = starcoder_cpp.Model(convert(d, "f32"))
+    m = starcoder_cpp.Model(convert(d, "f32"), kv_type="f32")
     ids = random_ids(PROMPT_LEN)
     ours = m.eval(ids, all_logits=True)
     assert ours.shape == (PROMPT_LEN, 49152)
@@ -49,7 +49,7 @@ def test_f16_logits_match_transformers_on_f16_rounded_weights(checkpoint):
     # on those same rounded weights it must be as exact as F32 ...
     d, hf = checkpoint
     path = convert(d, "f16")
-    ours = starcoder_cpp.Model(path).eval(random_ids(PROMPT_LEN), all_logits=True)
+    ours = starcoder_cpp.Model(path, kv_type="f32").eval(random_ids(PROMPT_LEN), all_logits=True)
     ids = random_ids(PROMPT_LEN)
     assert rel_err(ours, hf_logits(round_like_gguf(hf, path), ids)) <= 1e-4
     # ... and the rounding itself moves logits by about 2^-11 relative per
@@ -59,7 +59,7 @@ def test_f16_logits_match_transformers_on_f16_rounded_weights(checkpoint):
 
 def test_last_logits_equal_last_row_of_all_logits(checkpoint):
     d, _ = checkpoint
-    m = starcoder_cpp.Model(convert(d, "f32"))
+    m = starcoder_cpp.Model(convert(d, "f32"), kv_type="f32")
     ids = random_ids(PROMPT_LEN)
     all_rows = m.eval(ids, all_logits=True)
     m.reset()
@@ -70,7 +70,7 @@ def test_last_logits_equal_last_row_of_all_logits(checkpoint):
 
 def test_incremental_decoding_equals_one_shot(checkpoint):
     d, _ = checkpoint
-    m = starcoder_cpp.Model(convert(d, "f32"))
+    m = starcoder_cpp.Model(convert(d, "f32"), kv_type="f32")
     ids = random_ids(PROMPT_LEN)
     one_shot = m.eval(ids, all_logits=True)
     m.reset()
@@ -84,14 +84,14 @@ def test_prompt_split_into_batches_equals_one_batch(checkpoint):
     d, _ = checkpoint
     path = convert(d, "f32")
     ids = random_ids(100)
-    whole = starcoder_cpp.Model(path).eval(ids, all_logits=True)
-    chunked = starcoder_cpp.Model(path, n_batch=7).eval(ids, all_logits=True)
+    whole = starcoder_cpp.Model(path, kv_type="f32").eval(ids, all_logits=True)
+    chunked = starcoder_cpp.Model(path, n_batch=7, kv_type="f32").eval(ids, all_logits=True)
     np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-5 * np.abs(whole).max())
 
 
 def test_greedy_generation_of_64_tokens_equals_transformers(checkpoint):
     d, hf = checkpoint
-    m = starcoder_cpp.Model(convert(d, "f32"))
+    m = starcoder_cpp.Model(convert(d, "f32"), kv_type="f32")
     prompt = random_ids(8, seed=3)
     ours = m.generate(prompt, 64, stop_at_eos=False)
     assert ours == hf_greedy(hf, prompt, 64)
@@ -99,7 +99,7 @@ def test_greedy_generation_of_64_tokens_equals_transformers(checkpoint):
 
 def test_untied_lm_head_matches_transformers(tmp_path):
     hf = build_hf_model(tmp_path, tie=False, seed=5)
-    m = starcoder_cpp.Model(convert(tmp_path, "f32"))
+    m = starcoder_cpp.Model(convert(tmp_path, "f32"), kv_type="f32")
     assert "output.weight" in m._m.tensor_types
     ids = random_ids(PROMPT_LEN)
     assert rel_err(m.eval(ids, all_logits=True), hf_logits(hf, ids)) <= 1e-4
@@ -107,7 +107,7 @@ def test_untied_lm_head_matches_transformers(tmp_path):
 
 def test_exact_gelu_config_matches_transformers(tmp_path):
     hf = build_hf_model(tmp_path, activation="gelu", seed=6)
-    m = starcoder_cpp.Model(convert(tmp_path, "f32"))
+    m = starcoder_cpp.Model(convert(tmp_path, "f32"), kv_type="f32")
     ids = random_ids(PROMPT_LEN)
     assert rel_err(m.eval(ids, all_logits=True), hf_logits(hf, ids)) <= 1e-4
 
@@ -116,6 +116,6 @@ def test_threads_do_not_change_results(checkpoint):
     d, _ = checkpoint
     path = convert(d, "f32")
     ids = random_ids(PROMPT_LEN)
-    one = starcoder_cpp.Model(path, n_threads=1).eval(ids, all_logits=True)
-    two = starcoder_cpp.Model(path, n_threads=2).eval(ids, all_logits=True)
+    one = starcoder_cpp.Model(path, n_threads=1, kv_type="f32").eval(ids, all_logits=True)
+    two = starcoder_cpp.Model(path, n_threads=2, kv_type="f32").eval(ids, all_logits=True)
     np.testing.assert_array_equal(one, two)

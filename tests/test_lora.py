@@ -29,7 +29,7 @@ def convert(hf_dir, out, lora=None, out_type="f32"):
     from starcoder_cpp.convert import convert_checkpoint
 
     convert_checkpoint(str(hf_dir), str(out), out_type=out_type, progress=False, lora_dir=lora)
-    return starcoder_cpp.Model(out)
+    return starcoder_cpp.Model(out, kv_type="f32")
 
 
 IDS = list(range(300, 332))
@@ -104,4 +104,4 @@ def test_cli_convert_with_lora_flag(tmp_path):
                         "--type", "f32", "--lora", str(tmp_path / "adapter"), "-q"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     ref = hf_logits(merged, IDS)
-    assert np.abs(starcoder_cpp.Model(out).eval(IDS, all_logits=True) - ref).max() <= 1e-4 * np.abs(ref).max()
+    assert np.abs(starcoder_cpp.Model(out, kv_type="f32").eval(IDS, all_logits=True) - ref).max() <= 1e-4 * np.abs(ref).max()

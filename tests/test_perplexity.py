@@ -9,7 +9,7 @@ import starcoder_cpp
 
 @pytest.fixture(scope="module")
 def model(tiny_gguf_f32):
-    return starcoder_cpp.Model(tiny_gguf_f32)
+    return starcoder_cpp.Model(tiny_gguf_f32, kv_type="f32")  # the reference is float32 throughout
 
 
 def test_non_overlapping_256_token_windows_match_transformers(model, tiny_model_dir, tiny_reference):

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "cpu/attention.h"
 #include "cpu/kernels.h"
 #include "cpu/thread_pool.h"
 #include "quant.h"
@@ -155,56 +156,7 @@ class CpuBackend final : public Backend {
     for (size_t i = 0; i < n; ++i) y[i] += x[i];
   }
 
-  void attention(const AttentionArgs& a) override {
-    const CpuKernels& k = cpu_kernels();
-    const int group = a.n_head / a.n_head_kv;  // query heads per K/V head
-    const int64_t out_stride = int64_t(a.n_head) * a.head_dim;
-    // Work item: one token, one K/V head, and a slice of the query heads that
-    // share it. Each K and V row is loaded once for the whole slice (with
-    // multi-query attention, once for every head). Heads are split into as
-    // many slices as it takes to give every thread work (decode has one
-    // token and, with MQA, one K/V head).
-    const int64_t base_items = int64_t(a.n_tokens) * a.n_head_kv;
-    const int n_split = int(std::min<int64_t>(group, (pool_.size() + base_items - 1) / base_items));
-    const int per_split = (group + n_split - 1) / n_split;
-    pool_.parallel_for(base_items * n_split, 1, [&](int64_t i0, int64_t i1, int tid) {
-      for (int64_t i = i0; i < i1; ++i) {
-        const int t = int(i / (int64_t(a.n_head_kv) * n_split));
-        const int g = int(i / n_split % a.n_head_kv);
-        const int h0 = g * group + int(i % n_split) * per_split;
-        const int nh = std::min(per_split, (g + 1) * group - h0);
-        if (nh <= 0) continue;
-        const int n_keys = a.n_past + t + 1;  // causal: keys up to and including this position
-        std::vector<float>& scores = scratch(tid, int64_t(nh) * n_keys);
-        const float* q = a.q + t * a.q_stride + int64_t(h0) * a.head_dim;
-        const float* k_rows = a.k_cache + int64_t(g) * a.head_dim;
-        const float* v_rows = a.v_cache + int64_t(g) * a.head_dim;
-
-        // scores[h][j] = q_h . k_j * scale
-        for (int j = 0; j < n_keys; ++j) {
-          const float* kj = k_rows + int64_t(j) * a.kv_dim;
-          for (int h = 0; h < nh; ++h)
-            scores[size_t(h) * n_keys + j] = k.dot_f32(q + int64_t(h) * a.head_dim, kj, a.head_dim) * a.scale;
-        }
-        // softmax per head, folded into the weights of the V sum
-        float* o = a.out + t * out_stride + int64_t(h0) * a.head_dim;
-        std::fill(o, o + int64_t(nh) * a.head_dim, 0.f);
-        for (int h = 0; h < nh; ++h) {
-          float* s = scores.data() + size_t(h) * n_keys;
-          const float mx = *std::max_element(s, s + n_keys);
-          const float inv = 1.f / k.exp_shift_sum(s, n_keys, mx);
-          for (int j = 0; j < n_keys; ++j) s[j] *= inv;
-        }
-        // out_h = sum_j p[h][j] v_j
-        for (int j = 0; j < n_keys; ++j) {
-          const float* vj = v_rows + int64_t(j) * a.kv_dim;
-          for (int h = 0; h < nh; ++h)
-            k.axpy_f32(o + int64_t(h) * a.head_dim, scores[size_t(h) * n_keys + j], vj, a.head_dim);
-        }
-      }
-    });
-  }
-
+  void attention(const AttentionArgs& a) override { attention_.run(a, pool_, cpu_kernels()); }
 
  private:
   // Quantized weights (ggml's scheme): each activation row is quantized once
@@ -239,6 +191,7 @@ class CpuBackend final : public Backend {
   }
 
   ThreadPool pool_;
+  CpuAttention attention_{pool_.size()};
   std::vector<uint8_t> act_;  // quantized activation rows of the current linear()
   std::vector<std::vector<float>> scratch_ = std::vector<std::vector<float>>(size_t(pool_.size()));
 };

@@ -113,6 +113,7 @@ CpuKernels make_generic() {
   k.quantize_act[kActQ8_0] = quantize_act_ref<block_q8_0, quantize_row_q8_0_ref>;
   k.quantize_act[kActQ8_1] = quantize_act_ref<block_q8_1, quantize_row_q8_1_ref>;
   k.quantize_act[kActQ8_K] = quantize_act_ref<block_q8_K, quantize_row_q8_K_ref>;
+  fill_attention_generic(k);
   return k;
 }
 
@@ -131,6 +132,7 @@ struct Levels {
       fill_float_avx2(avx2);
       fill_quant_legacy_avx2(avx2);
       fill_quant_k_avx2(avx2);
+      fill_attention_avx2(avx2);
       names[n++] = "avx2";
     }
     has_avx512 = has_avx2 && cpu_supports_avx512();
@@ -140,6 +142,7 @@ struct Levels {
       fill_float_avx512(avx512);
       fill_quant_legacy_avx512(avx512);
       fill_quant_k_avx512(avx512);
+      fill_attention_avx512(avx512);
       names[n++] = "avx512";
     }
   }

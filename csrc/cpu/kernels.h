@@ -52,6 +52,11 @@ struct CpuKernels {
   // Quantized dot products by QuantSlot, activation quantizers by ActSlot.
   QuantDotFn quant_dot[kQuantSlots];
   QuantizeActFn quantize_act[kActSlots];
+  // Attention tiles (cpu/attention.h, kAttnTile keys each):
+  // s[i][j] = q_i . k_j for i < m, with the key tile transposed (kt[c][j]);
+  void (*attn_qk_tile)(const float* q, int m, int d, const float* kt, float* s);
+  // o_i += sum_{j < nk} p[i][j] v_j (p rows kAttnTile apart, v/o rows d apart).
+  void (*attn_pv_tile)(const float* p, int m, int nk, const float* v, int d, float* o);
 };
 
 // The kernels chosen at start-up (best level, or the one STARCODER_CPU asks for).
@@ -75,5 +80,8 @@ void fill_quant_k_avx2(CpuKernels& k);         // quant_dot_k_avx2.cpp: Q2_K..Q6
 void fill_float_avx512(CpuKernels& k);         // kernels_avx512.cpp
 void fill_quant_legacy_avx512(CpuKernels& k);  // quant_dot_avx512.cpp
 void fill_quant_k_avx512(CpuKernels& k);       // quant_dot_k_avx512.cpp
+void fill_attention_generic(CpuKernels& k);    // attention.cpp
+void fill_attention_avx2(CpuKernels& k);       // attention_avx2.cpp
+void fill_attention_avx512(CpuKernels& k);     // attention_avx512.cpp
 
 }  // namespace sc

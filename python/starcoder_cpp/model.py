@@ -168,6 +168,8 @@ class Model:
 
     n_ctx: positions the KV cache holds (default: the model's context length,
     at most 8192). n_threads: CPU threads (default: all available cores).
+    kv_type: the KV cache's element type, "f16" (default; half the memory and
+    attention bandwidth, as llama.cpp) or "f32" (float32 attention throughout).
     """
 
     def __init__(
@@ -176,6 +178,7 @@ class Model:
         n_ctx: int | None = None,
         n_threads: int | None = None,
         n_batch: int = 512,
+        kv_type: str = "f16",
     ):
         n_ctx = _non_negative_int("n_ctx", n_ctx)
         n_threads = _non_negative_int("n_threads", n_threads)
@@ -183,7 +186,9 @@ class Model:
         if n_batch == 0:
             raise ValueError("n_batch must be >= 1")
         self.path = _resolve_path(path)
-        self._m = _core.Model(self.path, n_ctx, n_threads, n_batch)
+        if kv_type not in ("f16", "f32"):
+            raise ValueError(f"kv_type must be 'f16' or 'f32', got {kv_type!r}")
+        self._m = _core.Model(self.path, n_ctx, n_threads, n_batch, kv_type)
 
     # --- tokens -----------------------------------------------------------
     def tokenize(self, text: str, special: bool = False) -> list[int]:
@@ -433,6 +438,7 @@ class Model:
             "n_head_kv": self.n_head_kv,
             "n_threads": self.n_threads,
             "backend": self._m.backend,
+            "kv_type": self._m.kv_type,
             "tensor_types": types,
         }
 
