@@ -67,7 +67,12 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
     start_cv_.notify_all();
   }
   fn(0, std::min(n, chunk), 0);
-  while (pending_.load(std::memory_order_acquire) != 0) SC_CPU_RELAX();
+  // Spin for the others; after a while yield the core, in case a worker is
+  // waiting for it (more runnable threads than cores).
+  for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
+    if (i < 4096) SC_CPU_RELAX();
+    else std::this_thread::yield();
+  }
   job_ = nullptr;
 }
 
@@ -76,8 +81,12 @@ bool ThreadPool::wait_for_job(uint64_t seen) {
   for (int i = 0;; ++i) {
     if (generation_.load(std::memory_order_acquire) != seen) return true;
     if (stop_.load()) return false;
-    SC_CPU_RELAX();
-    if ((i & 255) == 255 && std::chrono::steady_clock::now() > until) break;
+    if (i < 4096) {
+      SC_CPU_RELAX();
+    } else {
+      std::this_thread::yield();  // let a thread that has work run first
+      if (std::chrono::steady_clock::now() > until) break;
+    }
   }
   std::unique_lock<std::mutex> lock(mu_);
   sleeping_.fetch_add(1);
