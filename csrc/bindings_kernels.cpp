@@ -6,10 +6,13 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
+#include "cpu/attention.h"
 #include "cpu/kernels.h"
+#include "cpu/thread_pool.h"
 #include "quant.h"
 #include "tensor_types.h"
 
@@ -97,4 +100,49 @@ void register_kernel_bindings(py::module_& m) {
       py::arg("level"), py::arg("type"), py::arg("w"), py::arg("n_out"), py::arg("n_in"), py::arg("x"),
       "y = x W^T with one level's activation quantizer and quantized dot product (every activation row "
       "passed to one call per weight row, as the prompt path does).");
+
+  m.def(
+      "kernel_attention",
+      [](const std::string& level, FloatArray q, py::array k_cache, py::array v_cache, int n_past, int n_head,
+         int n_head_kv, int n_threads) {
+        const sc::CpuKernels& k = level_kernels(level);
+        if (q.ndim() != 2) throw py::value_error("q must have shape (n_tokens, n_head * head_dim)");
+        if (n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv != 0 || q.shape(1) % n_head != 0)
+          throw py::value_error("bad head counts");
+        const int d = int(q.shape(1) / n_head);
+        const int n_tokens = int(q.shape(0));
+        const bool f16 = py::isinstance<py::array_t<uint16_t>>(k_cache) || k_cache.dtype().is(py::dtype("float16"));
+        const size_t elem = f16 ? 2 : 4;
+        for (const py::array* c : {&k_cache, &v_cache}) {
+          if (c->ndim() != 2 || c->shape(1) != int64_t(n_head_kv) * d || c->shape(0) < n_past + n_tokens ||
+              size_t(c->itemsize()) != elem || !(c->flags() & py::array::c_style))
+            throw py::value_error("caches must be C-contiguous (n_ctx, n_head_kv * head_dim), float32 or float16");
+        }
+        FloatArray out({py::ssize_t(n_tokens), py::ssize_t(q.shape(1))});
+        sc::AttentionArgs a;
+        a.q = q.data();
+        a.q_stride = q.shape(1);
+        a.k_cache = k_cache.data();
+        a.v_cache = v_cache.data();
+        a.kv_f16 = f16;
+        a.kv_dim = int64_t(n_head_kv) * d;
+        a.n_tokens = n_tokens;
+        a.n_past = n_past;
+        a.n_head = n_head;
+        a.n_head_kv = n_head_kv;
+        a.head_dim = d;
+        a.scale = 1.0f / std::sqrt(float(d));
+        a.out = out.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          sc::ThreadPool pool(n_threads);
+          sc::CpuAttention attn(pool.size());
+          attn.run(a, pool, k);
+        }
+        return out;
+      },
+      py::arg("level"), py::arg("q"), py::arg("k_cache"), py::arg("v_cache"), py::arg("n_past"), py::arg("n_head"),
+      py::arg("n_head_kv"), py::arg("n_threads") = 1,
+      "Causal attention of q (new positions n_past..) over caches that already hold their keys/values, "
+      "with one level's tile kernels.");
 }

@@ -86,3 +86,47 @@ def test_quantized_matmul_handles_extreme_weights(level, wtype):
     ref = _core.kernel_quant_matmul("generic", wtype, wq, n_out, n_in, x)
     got = _core.kernel_quant_matmul(level, wtype, wq, n_out, n_in, x)
     check_close(got, ref, x, np.abs(w).max())
+
+
+# ---------------------------------------------------------------- attention
+
+def attention_reference(q, k, v, n_past, n_head, n_head_kv):
+    n_tokens, d = q.shape[0], q.shape[1] // n_head
+    k = k.astype(np.float64)
+    v = v.astype(np.float64)
+    out = np.zeros((n_tokens, n_head * d))
+    for t in range(n_tokens):
+        for h in range(n_head):
+            g = h // (n_head // n_head_kv)
+            keys = k[: n_past + t + 1, g * d:(g + 1) * d]
+            s = keys @ q[t, h * d:(h + 1) * d].astype(np.float64) / np.sqrt(d)
+            p = np.exp(s - s.max())
+            out[t, h * d:(h + 1) * d] = (p / p.sum()) @ v[: n_past + t + 1, g * d:(g + 1) * d]
+    return out
+
+
+ATTN_CASES = [  # (n_tokens, n_past, n_head, n_head_kv, head_dim)
+    (1, 0, 12, 1, 64),      # first decode step
+    (1, 700, 16, 1, 128),   # decode over a long cache (keys split across threads)
+    (37, 5, 12, 1, 64),     # prompt chunk after a few cached tokens, odd sizes
+    (70, 0, 4, 4, 32),      # multi-head
+    (9, 130, 6, 2, 48),     # grouped heads, head_dim not a multiple of the tiles
+]
+
+
+@pytest.mark.parametrize("level", ["generic"] + LEVELS)
+@pytest.mark.parametrize("case", ATTN_CASES)
+@pytest.mark.parametrize("kv", ["f32", "f16"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_attention_tiles_equal_the_softmax_reference(level, case, kv, n_threads):
+    n_tokens, n_past, n_head, n_head_kv, d = case
+    rng = np.random.default_rng(n_tokens * 1000 + n_past)
+    n_ctx = n_past + n_tokens
+    q = rng.standard_normal((n_tokens, n_head * d)).astype(np.float32) * 2
+    k = rng.standard_normal((n_ctx, n_head_kv * d)).astype(np.float32)
+    v = rng.standard_normal((n_ctx, n_head_kv * d)).astype(np.float32)
+    if kv == "f16":
+        k, v = k.astype(np.float16), v.astype(np.float16)
+    got = _core.kernel_attention(level, q, k, v, n_past, n_head, n_head_kv, n_threads)
+    ref = attention_reference(q, k, v, n_past, n_head, n_head_kv)
+    assert np.abs(got - ref).max() < 2e-5

@@ -10,15 +10,45 @@
 namespace sc {
 namespace {
 
-#include "cpu/attention_tiles.inc"
+// Reference tiles: plain loops (the generic level; the SIMD levels hold
+// register-blocked versions of the same sums in attention_avx*.cpp).
+void qk_tile_generic(const float* q, int m, int d, const float* kt, float* s) {
+  for (int i = 0; i < m; ++i) {
+    float acc[kAttnTile] = {};
+    for (int c = 0; c < d; ++c) {
+      const float qv = q[int64_t(i) * d + c];
+      const float* kr = kt + int64_t(c) * kAttnTile;
+      for (int j = 0; j < kAttnTile; ++j) acc[j] += qv * kr[j];
+    }
+    for (int j = 0; j < kAttnTile; ++j) s[int64_t(i) * kAttnTile + j] = acc[j];
+  }
+}
 
-// Reference shapes (the generic level): small tiles, vectorised with SSE2 at most.
-void qk_tile_generic(const float* q, int m, int d, const float* kt, float* s) { qk_tile_t<2, 16>(q, m, d, kt, s); }
 void pv_tile_generic(const float* p, int m, int nk, const float* v, int d, float* o) {
-  pv_tile_t<2, 16>(p, m, nk, v, d, o);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < nk; ++j) {
+      const float pv = p[int64_t(i) * kAttnTile + j];
+      const float* vr = v + int64_t(j) * d;
+      float* orow = o + int64_t(i) * d;
+      for (int c = 0; c < d; ++c) orow[c] += pv * vr[c];
+    }
 }
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// max of x[0..n), n >= 1; eight running maxima so the compiler vectorises it
+// (std::max_element is a scalar compare-and-branch loop).
+float max_of(const float* x, int n) {
+  float m[8];
+  for (int l = 0; l < 8; ++l) m[l] = x[0];
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) m[l] = m[l] > x[i + l] ? m[l] : x[i + l];
+  float r = m[0];
+  for (int l = 1; l < 8; ++l) r = r > m[l] ? r : m[l];
+  for (; i < n; ++i) r = r > x[i] ? r : x[i];
+  return r;
+}
 
 // One work item: query rows [token t0, t1) x heads [h0, h0 + nh) of K/V head
 // g, against keys [k0, k1) (clipped per row by causality). Leaves the
@@ -40,8 +70,9 @@ void CpuAttention::run(const AttentionArgs& a, ThreadPool& pool, const CpuKernel
   const int64_t out_stride = int64_t(a.n_head) * d;
   const int n_keys_total = a.n_past + a.n_tokens;
 
-  // Query blocks: enough tokens that a block has ~48 query rows.
-  const int tq = std::max(1, std::min(a.n_tokens, 48 / group));
+  // Query blocks: enough tokens that a block has ~128 query rows, so that
+  // packing each K/V tile is cheap next to the work done with it.
+  const int tq = std::max(1, std::min(a.n_tokens, 128 / group));
   const int n_qb = (a.n_tokens + tq - 1) / tq;
   const int base = n_qb * a.n_head_kv;
   // Too few blocks to keep every thread busy (decode): split the keys too,
@@ -124,7 +155,7 @@ void CpuAttention::run(const AttentionArgs& a, ThreadPool& pool, const CpuKernel
             std::fill(s, s + nk, 0.f);
             continue;
           }
-          const float mx = std::max(sc.m[size_t(r)], *std::max_element(s, s + nv));
+          const float mx = std::max(sc.m[size_t(r)], max_of(s, nv));
           const float sum = k.exp_shift_sum(s, nv, mx);
           std::fill(s + nv, s + nk, 0.f);
           if (mx != sc.m[size_t(r)]) {
