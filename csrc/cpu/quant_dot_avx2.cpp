@@ -253,6 +253,13 @@ void quant_dot_avx2(int64_t n, const void* w, size_t w_stride, int n_w, const vo
   }
 }
 
+// The kernels by name (one instance of the driver per weight format).
+constexpr QuantDotFn dot_q4_0_q8_0_avx2 = quant_dot_avx2<Q4_0>;
+constexpr QuantDotFn dot_q4_1_q8_1_avx2 = quant_dot_avx2<Q4_1>;
+constexpr QuantDotFn dot_q5_0_q8_0_avx2 = quant_dot_avx2<Q5_0>;
+constexpr QuantDotFn dot_q5_1_q8_1_avx2 = quant_dot_avx2<Q5_1>;
+constexpr QuantDotFn dot_q8_0_q8_0_avx2 = quant_dot_avx2<Q8_0>;
+
 // ---------------------------------------------------------------- activation quantizers
 // std::round of v (ties away from zero) as an exact float integer: truncate
 // |v|, add 1 where the dropped fraction (exact) is at least one half.
@@ -308,11 +315,11 @@ void quantize_row_q8_1_avx2(const float* x, void* vy, int64_t n) {
 }  // namespace
 
 void fill_quant_legacy_avx2(CpuKernels& k) {
-  k.quant_dot[kQ4_0] = quant_dot_avx2<Q4_0>;
-  k.quant_dot[kQ4_1] = quant_dot_avx2<Q4_1>;
-  k.quant_dot[kQ5_0] = quant_dot_avx2<Q5_0>;
-  k.quant_dot[kQ5_1] = quant_dot_avx2<Q5_1>;
-  k.quant_dot[kQ8_0] = quant_dot_avx2<Q8_0>;
+  k.quant_dot[kQ4_0] = dot_q4_0_q8_0_avx2;
+  k.quant_dot[kQ4_1] = dot_q4_1_q8_1_avx2;
+  k.quant_dot[kQ5_0] = dot_q5_0_q8_0_avx2;
+  k.quant_dot[kQ5_1] = dot_q5_1_q8_1_avx2;
+  k.quant_dot[kQ8_0] = dot_q8_0_q8_0_avx2;
   k.quantize_act[kActQ8_0] = quantize_row_q8_0_avx2;
   k.quantize_act[kActQ8_1] = quantize_row_q8_1_avx2;
 }
