@@ -130,3 +130,19 @@ def test_attention_tiles_equal_the_softmax_reference(level, case, kv, n_threads)
     got = _core.kernel_attention(level, q, k, v, n_past, n_head, n_head_kv, n_threads)
     ref = attention_reference(q, k, v, n_past, n_head, n_head_kv)
     assert np.abs(got - ref).max() < 2e-5
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("wtype", LEGACY)
+@pytest.mark.parametrize("n_in", [32, 96, 800])
+def test_legacy_matmul_handles_odd_block_counts(level, wtype, n_in):
+    # rows of 1, 3 and 25 blocks: the kernels work on pairs of blocks and on
+    # 64-byte loads, so the last blocks of a row take a separate path
+    rng = np.random.default_rng(n_in)
+    n_out = 19
+    w = rng.standard_normal((n_out, n_in)).astype(np.float32)
+    wq = _core.quantize(w, wtype)
+    for n_act in (1, 2, 5, 9):
+        x = random_rows(rng, n_act, n_in, "heavy")
+        ref = _core.kernel_quant_matmul("generic", wtype, wq, n_out, n_in, x)
+        got = _core.kernel_quant_matmul(level, wtype, wq, n_out, n_in, x)
+        check_close(got, ref, x, np.abs(w).max())
