@@ -36,6 +36,15 @@ def require_path(path: Path) -> Path:
     return path
 
 
+def truncated_tokenizer(n_keep: int) -> dict:
+    """StarCoder's tokenizer.json cut to its first n_keep tokens (for small random models)."""
+    tok = json.loads((VOCAB_DIR / "starcoder-v1-tokenizer.json").read_text(encoding="utf-8"))
+    vocab = {t: i for t, i in tok["model"]["vocab"].items() if i < n_keep}
+    tok["model"]["vocab"] = vocab
+    tok["model"]["merges"] = [[a, b] for a, b in tok["model"]["merges"] if a in vocab and b in vocab and a + b in vocab]
+    return tok
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
     return require_path(TINY_MODEL_DIR)

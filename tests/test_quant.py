@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import make_checkpoint as mc  # tools/ (conftest puts it on sys.path)
-from conftest import TINY_MODEL_DIR, VOCAB_DIR, require, require_path
+from conftest import TINY_MODEL_DIR, VOCAB_DIR, require, require_path, truncated_tokenizer
 
 import starcoder_cpp
 from starcoder_cpp import _core
@@ -352,14 +352,6 @@ def test_presets_are_llama_cpps_file_types():
 # --------------------------------------------------------------------------- converter and quantizer
 
 
-def _truncated_tokenizer(n_keep: int) -> dict:
-    tok = json.loads((VOCAB_DIR / "starcoder-v1-tokenizer.json").read_text(encoding="utf-8"))
-    vocab = {t: i for t, i in tok["model"]["vocab"].items() if i < n_keep}
-    tok["model"]["vocab"] = vocab
-    tok["model"]["merges"] = [[a, b] for a, b in tok["model"]["merges"] if a in vocab and b in vocab and a + b in vocab]
-    return tok
-
-
 SHAPE = dict(n_embd=256, n_layer=8, n_head=4, n_inner=512, vocab_size=1024, n_positions=64)
 
 
@@ -369,7 +361,7 @@ def small(tmp_path_factory):
     require_path(VOCAB_DIR / "starcoder-v1-tokenizer.json")
     d = tmp_path_factory.mktemp("qckpt")
     tok = d / "tokenizer.json"
-    tok.write_text(json.dumps(_truncated_tokenizer(1000)), encoding="utf-8")
+    tok.write_text(json.dumps(truncated_tokenizer(1000)), encoding="utf-8")
     ckpt = mc.make_checkpoint(d / "hf", tokenizer_json=tok, **SHAPE)
     f32 = d / "f32.gguf"
     f16 = d / "f16.gguf"

@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 
 import make_checkpoint as mc
-from conftest import VOCAB_DIR, require, require_path
+from conftest import VOCAB_DIR, require, require_path, truncated_tokenizer
 
 import starcoder_cpp
 from starcoder_cpp import _core
@@ -186,14 +186,6 @@ def test_fused_matmul_equals_ggml_cpu_mul_mat(ggml, t):
 # --------------------------------------------------------------------------- whole files
 
 
-def _truncated_tokenizer(n_keep: int) -> dict:
-    tok = json.loads((VOCAB_DIR / "starcoder-v1-tokenizer.json").read_text(encoding="utf-8"))
-    vocab = {t: i for t, i in tok["model"]["vocab"].items() if i < n_keep}
-    tok["model"]["vocab"] = vocab
-    tok["model"]["merges"] = [[a, b] for a, b in tok["model"]["merges"] if a in vocab and b in vocab and a + b in vocab]
-    return tok
-
-
 MODELS = {
     # n_embd 256: every k-quant applies; tied embeddings (token_embd is the LM head)
     "mqa-tied": dict(n_embd=256, n_layer=8, n_head=4, n_inner=512, vocab_size=1024, n_positions=64),
@@ -208,7 +200,7 @@ def models(tmp_path_factory):
     require_path(VOCAB_DIR / "starcoder-v1-tokenizer.json")
     d = tmp_path_factory.mktemp("qll")
     tok = d / "tokenizer.json"
-    tok.write_text(json.dumps(_truncated_tokenizer(1000)), encoding="utf-8")
+    tok.write_text(json.dumps(truncated_tokenizer(1000)), encoding="utf-8")
     out = {}
     for name, shape in MODELS.items():
         hf = mc.make_checkpoint(d / name, tokenizer_json=tok, **shape)
