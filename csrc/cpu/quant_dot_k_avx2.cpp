@@ -194,7 +194,8 @@ template <bool kSameScale>
 inline __m256 dot_block(const KBlock& b, const block_q8_K& y, __m256 acc) {
   const __m256i isum = block_isum(b, y.qs);
   const __m256i msum = _mm256_madd_epi16(load256(y.bsums), b.m);
-  if (kSameScale) return _mm256_fmadd_ps(_mm256_set1_ps(y.d * b.d), _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, msum)), acc);
+  if (kSameScale)
+    return _mm256_fmadd_ps(_mm256_set1_ps(y.d * b.d), _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, msum)), acc);
   acc = _mm256_fmadd_ps(_mm256_set1_ps(y.d * b.d), _mm256_cvtepi32_ps(isum), acc);
   return _mm256_fnmadd_ps(_mm256_set1_ps(y.d * b.dm), _mm256_cvtepi32_ps(msum), acc);
 }
@@ -270,7 +271,8 @@ void quantize_row_q8_K_avx2(const float* x, void* vy, int64_t k) {
     const __m256 vamax = _mm256_set1_ps(amax);
     int first = 0;
     for (int j = 0; j < QK_K; j += 8) {
-      const int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)), vamax, _CMP_EQ_OQ));
+      const __m256 ax = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j));
+      const int hit = _mm256_movemask_ps(_mm256_cmp_ps(ax, vamax, _CMP_EQ_OQ));
       if (hit) {
         first = j + __builtin_ctz(unsigned(hit));
         break;

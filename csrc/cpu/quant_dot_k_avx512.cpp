@@ -126,7 +126,8 @@ inline void decode_q6_K(const block_q6_K& x, KBlock& b) {
 // 2-bit fields of Q2_K/Q3_K: 64-element chunk c is fields 2c%4 and 2c%4+1 of
 // the 32 bytes of half c/2.
 inline __m512i two_bit_fields(const uint8_t* qs, int c) {
-  const __m512i shift = _mm512_inserti64x4(_mm512_set1_epi16(short(4 * (c % 2))), _mm256_set1_epi16(short(4 * (c % 2) + 2)), 1);
+  const short s = short(4 * (c % 2));
+  const __m512i shift = _mm512_inserti64x4(_mm512_set1_epi16(s), _mm256_set1_epi16(short(s + 2)), 1);
   return _mm512_and_si512(_mm512_srlv_epi16(load256x2(qs + 32 * (c / 2)), shift), _mm512_set1_epi8(3));
 }
 
@@ -219,7 +220,8 @@ void dot_tile(int64_t nb, const Block* const* x, const void* acts, size_t act_st
       for (int r = 0; r < R; ++r) isum[r] = _mm512_setzero_si512();
       for (int c = 0; c < 4; ++c) {
         const __m512i a = load512(y.qs + 64 * c);
-        for (int r = 0; r < R; ++r) isum[r] = _mm512_dpwssd_epi32(isum[r], _mm512_maddubs_epi16(b[r].q[c], a), b[r].sc[c]);
+        for (int r = 0; r < R; ++r)
+          isum[r] = _mm512_dpwssd_epi32(isum[r], _mm512_maddubs_epi16(b[r].q[c], a), b[r].sc[c]);
       }
       const __m256i bsums = load256(y.bsums);
       for (int r = 0; r < R; ++r)
