@@ -146,3 +146,32 @@ def test_legacy_matmul_handles_odd_block_counts(level, wtype, n_in):
         ref = _core.kernel_quant_matmul("generic", wtype, wq, n_out, n_in, x)
         got = _core.kernel_quant_matmul(level, wtype, wq, n_out, n_in, x)
         check_close(got, ref, x, np.abs(w).max())
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("wtype", KQUANTS)
+def test_kquant_matmul_over_several_token_chunks(level, wtype):
+    # more activation rows than one pass of the prompt path takes (32)
+    rng = np.random.default_rng(11)
+    n_out, n_in = 9, 512
+    w = rng.standard_normal((n_out, n_in)).astype(np.float32)
+    wq = _core.quantize(w, wtype)
+    x = random_rows(rng, 70, n_in, "heavy")
+    ref = _core.kernel_quant_matmul("generic", wtype, wq, n_out, n_in, x)
+    got = _core.kernel_quant_matmul(level, wtype, wq, n_out, n_in, x)
+    check_close(got, ref, x, np.abs(w).max())
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_q8_k_quantizer_ties_and_opposite_extremes(level):
+    # the scale comes from the first element of largest magnitude (here
+    # -127 before +127, and the reverse), and halves round to even
+    x = np.tile(np.arange(-126, 130, dtype=np.float32) % 252 - 126 + 0.5, (4, 1))  # |x| <= 125.5
+    x[0, 3], x[0, 200] = -127.0, 127.0
+    x[1, 3], x[1, 200] = 127.0, -127.0
+    x[2, :] = np.float32(0.5) * np.sign(x[2])
+    x[2, 77] = -127.0
+    x[3] = 0
+    x[3, 255] = np.float32(-1e-30)
+    ref = _core.kernel_quantize_act("generic", "q8_k", x)
+    got = _core.kernel_quantize_act(level, "q8_k", x)
+    assert got.tobytes() == ref.tobytes()
