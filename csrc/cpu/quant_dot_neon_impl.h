@@ -30,7 +30,10 @@
 namespace sc {
 namespace {
 
-inline float h2f(uint16_t h) { return half_to_float(h); }
+// The half table read directly, not through quant.h's inline half_to_float:
+// an inline function with external linkage emitted by both files could be
+// merged into the dotprod-compiled copy.
+inline float h2f(uint16_t h) { return kHalfToFloat[h]; }
 
 template <typename B>
 inline const B& act_at(const uint8_t* acts, size_t stride, int a, int64_t i) {
