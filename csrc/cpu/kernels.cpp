@@ -145,7 +145,31 @@ struct Levels {
       fill_attention_avx512(avx512);
       names[n++] = "avx512";
     }
+#if defined(__aarch64__)
+    add_aarch64_levels(n);
+#endif
   }
+
+#if defined(__aarch64__)
+  CpuKernels neon{}, neon_dotprod{};
+  bool has_neon_dotprod = false;
+
+  void add_aarch64_levels(int& n) {
+    neon = generic;
+    neon.level = "neon";
+    fill_float_neon(neon);
+    fill_quant_neon(neon);
+    fill_attention_neon(neon);
+    names[n++] = "neon";
+    has_neon_dotprod = cpu_supports_neon_dotprod();
+    if (has_neon_dotprod) {
+      neon_dotprod = neon;
+      neon_dotprod.level = "neon_dotprod";
+      fill_quant_neon_dotprod(neon_dotprod);
+      names[n++] = "neon_dotprod";
+    }
+  }
+#endif
 };
 
 const Levels& levels() {
@@ -160,6 +184,10 @@ const CpuKernels& choose() {
   const char* env = std::getenv("STARCODER_CPU");
   const std::string want = env ? env : "";
   if (want == "generic") return l.generic;
+#if defined(__aarch64__)
+  if (want == "neon") return l.neon;
+  return l.has_neon_dotprod ? l.neon_dotprod : l.neon;
+#endif
   if (want == "avx2") return l.has_avx2 ? l.avx2 : l.generic;
   if (l.has_avx512) return l.avx512;
   if (l.has_avx2) return l.avx2;
@@ -201,6 +229,10 @@ const CpuKernels* kernels_for_level(const char* name) {
   if (n == "generic") return &l.generic;
   if (n == "avx2" && l.has_avx2) return &l.avx2;
   if (n == "avx512" && l.has_avx512) return &l.avx512;
+#if defined(__aarch64__)
+  if (n == "neon") return &l.neon;
+  if (n == "neon_dotprod" && l.has_neon_dotprod) return &l.neon_dotprod;
+#endif
   return nullptr;
 }
 

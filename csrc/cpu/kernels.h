@@ -1,7 +1,9 @@
 // Inner loops of the CPU backend, one table per instruction-set level.
 // Each SIMD variant sits beside the plain C++ reference and is tested equal
 // to it (within float reassociation). The level is chosen once at start-up
-// from cpuid; STARCODER_CPU=generic|avx2|avx512 forces a lower one.
+// from cpuid (x86-64) or the auxiliary vector (aarch64); STARCODER_CPU=
+// generic|avx2|avx512 (x86-64) or generic|neon|neon_dotprod (aarch64) forces
+// a lower one.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -62,7 +64,7 @@ struct CpuKernels {
 // The kernels chosen at start-up (best level, or the one STARCODER_CPU asks for).
 const CpuKernels& cpu_kernels();
 const CpuKernels& generic_kernels();
-// By name ("generic", "avx2", "avx512"); nullptr if unknown or this CPU (or
+// By name ("generic", "avx2", "avx512", "neon", "neon_dotprod"); nullptr if unknown or this CPU (or
 // this build) cannot run that level.
 const CpuKernels* kernels_for_level(const char* name);
 // The levels this CPU can run, lowest first ("generic" always).
@@ -83,5 +85,13 @@ void fill_quant_k_avx512(CpuKernels& k);       // quant_dot_k_avx512.cpp
 void fill_attention_generic(CpuKernels& k);    // attention.cpp
 void fill_attention_avx2(CpuKernels& k);       // attention_avx2.cpp
 void fill_attention_avx512(CpuKernels& k);     // attention_avx512.cpp
+
+// ---- aarch64 (stubs elsewhere): neon starts from generic, neon_dotprod from neon ----
+// Advanced SIMD is mandatory on aarch64, so the neon level needs no check.
+bool cpu_supports_neon_dotprod();              // ARMv8.2 SDOT/UDOT (HWCAP_ASIMDDP, FEAT_DotProd)
+void fill_float_neon(CpuKernels& k);           // kernels_neon.cpp: the f32/f16 kernels
+void fill_quant_neon(CpuKernels& k);           // quant_dot_neon.cpp: quantized dots, Q8_0/Q8_1/Q8_K activations
+void fill_attention_neon(CpuKernels& k);       // attention_neon.cpp
+void fill_quant_neon_dotprod(CpuKernels& k);   // quant_dot_neon_dotprod.cpp: quantized dots with vdotq_s32
 
 }  // namespace sc
