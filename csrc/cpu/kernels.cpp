@@ -124,6 +124,11 @@ void gemm_pack_w_ref(TensorType t, const uint8_t* w, size_t row_bytes, int n_row
   }
 }
 
+void gemm_pack_x_panel_ref(const float* x, int64_t ldx, int n_rows, int64_t n, int mr, float* panel) {
+  for (int i = 0; i < mr; ++i)
+    for (int64_t k = 0; k < n; ++k) panel[k * mr + i] = i < n_rows ? x[i * ldx + k] : 0.f;
+}
+
 // The reference tile is small enough (8 SSE accumulators) for the compiler to
 // keep in registers with baseline x86-64 flags.
 constexpr int kRefMr = 4, kRefNr = 8;
@@ -170,6 +175,7 @@ CpuKernels make_generic() {
   k.gemm_mr = kRefMr;
   k.gemm_nr = kRefNr;
   k.gemm_pack_w = gemm_pack_w_ref;
+  k.gemm_pack_x_panel = gemm_pack_x_panel_ref;
   k.gemm_tile = gemm_tile_ref;
   k.quant_dot[kQ4_0] = quant_dot_ref<block_q4_0, vec_dot_q4_0_q8_0>;
   k.quant_dot[kQ4_1] = quant_dot_ref<block_q4_1, vec_dot_q4_1_q8_1>;
@@ -298,18 +304,9 @@ size_t gemm_packed_x_floats(const CpuKernels& k, int n_tokens, int64_t n_in) {
 void gemm_pack_x(const CpuKernels& k, const float* x, int n_tokens, int64_t n_in, int64_t p0, int64_t p1,
                  float* packed) {
   const int mr = k.gemm_mr;
-  for (int64_t p = p0; p < p1; ++p) {
-    float* panel = packed + size_t(p) * size_t(mr) * size_t(n_in);
-    for (int i = 0; i < mr; ++i) {
-      const int64_t t = p * mr + i;
-      if (t < n_tokens) {
-        const float* row = x + t * n_in;
-        for (int64_t kk = 0; kk < n_in; ++kk) panel[kk * mr + i] = row[kk];
-      } else {
-        for (int64_t kk = 0; kk < n_in; ++kk) panel[kk * mr + i] = 0.f;
-      }
-    }
-  }
+  for (int64_t p = p0; p < p1; ++p)
+    k.gemm_pack_x_panel(x + p * mr * n_in, n_in, int(std::min<int64_t>(mr, n_tokens - p * mr)), n_in, mr,
+                        packed + size_t(p) * size_t(mr) * size_t(n_in));
 }
 
 size_t gemm_scratch_floats(const CpuKernels& k, int64_t n_in) {

@@ -66,6 +66,10 @@ struct CpuKernels {
   // panel: panel[k * nr + j] = w[j][k0 + k]; rows n_rows..nr-1 are zero.
   void (*gemm_pack_w)(TensorType t, const uint8_t* w, size_t row_bytes, int n_rows, int64_t k0, int64_t kc, int nr,
                       float* panel);
+  // Packs activation rows [0, n_rows) (n_rows <= mr, ldx floats apart, n
+  // long) into a K-major panel: panel[k * mr + i] = x[i][k]; rows n_rows..mr-1
+  // are zero.
+  void (*gemm_pack_x_panel)(const float* x, int64_t ldx, int n_rows, int64_t n, int mr, float* panel);
   // One tile over kc steps of K, from a packed activation panel
   // a[k * gemm_mr + i] (token i) and a packed weight panel b[k * gemm_nr + j]:
   //   c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0) + sum_k a[k][i] * b[k][j]

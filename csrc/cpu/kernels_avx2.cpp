@@ -373,6 +373,42 @@ void gemm_pack_w_avx2(TensorType t, const uint8_t* w, size_t row_bytes, int n_ro
   }
 }
 
+// Full panels: rows in groups of 8 (8x8 register transposes), then of 4
+// (4x4 transposes of each half), the rest element by element. mr is any
+// tile height (avx2: 6, avx512: 12). A short last panel goes element by
+// element, zero-filling the missing rows.
+void gemm_pack_x_panel_avx2(const float* x, int64_t ldx, int n_rows, int64_t n, int mr, float* panel) {
+  const int n_full = n_rows == mr ? mr : 0;
+  int i0 = 0;
+  int64_t k_vec = n / 8 * 8;
+  for (; i0 + 8 <= n_full; i0 += 8)
+    for (int64_t k = 0; k < k_vec; k += 8) {
+      __m256 r[8];
+      for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(x + (i0 + j) * ldx + k);
+      transpose8_store(r, panel + k * mr + i0, mr);
+    }
+  for (; i0 + 4 <= n_full; i0 += 4)
+    for (int64_t k = 0; k < k_vec; k += 8) {
+      __m128 lo[4], hi[4];
+      for (int j = 0; j < 4; ++j) {
+        const __m256 v = _mm256_loadu_ps(x + (i0 + j) * ldx + k);
+        lo[j] = _mm256_castps256_ps128(v);
+        hi[j] = _mm256_extractf128_ps(v, 1);
+      }
+      _MM_TRANSPOSE4_PS(lo[0], lo[1], lo[2], lo[3]);
+      _MM_TRANSPOSE4_PS(hi[0], hi[1], hi[2], hi[3]);
+      for (int c = 0; c < 4; ++c) {
+        _mm_storeu_ps(panel + (k + c) * mr + i0, lo[c]);
+        _mm_storeu_ps(panel + (k + 4 + c) * mr + i0, hi[c]);
+      }
+    }
+  if (i0 == 0) k_vec = 0;  // nothing went through registers: do it all below
+  for (int i = 0; i < mr; ++i) {
+    const int64_t k_from = i < i0 ? k_vec : 0;  // rows done in registers only miss their K tail
+    for (int64_t k = k_from; k < n; ++k) panel[k * mr + i] = i < n_rows ? x[i * ldx + k] : 0.f;
+  }
+}
+
 // 6 tokens x 16 outputs: 12 ymm accumulators, 2 weight loads and 6
 // broadcasts per step of K (15 of the 16 ymm registers).
 constexpr int kMr = 6, kNr = 16;
@@ -446,6 +482,7 @@ void fill_float_avx2(CpuKernels& k) {
   k.gemm_mr = kMr;
   k.gemm_nr = kNr;
   k.gemm_pack_w = gemm_pack_w_avx2;
+  k.gemm_pack_x_panel = gemm_pack_x_panel_avx2;
   k.gemm_tile = gemm_tile_avx2;
 }
 

@@ -289,7 +289,7 @@ void layer_norm_avx512(const float* x, const float* gamma, const float* beta, in
   }
 }
 
-// ---- GEMM tile (prompt path); weight panels are packed by the avx2 kernel ----
+// ---- GEMM tile (prompt path); the panels are packed by the avx2 kernels ----
 
 // 12 tokens x 32 outputs: 24 zmm accumulators, 2 weight loads a step of K,
 // and the 12 activations as broadcast memory operands of the FMAs.
@@ -359,7 +359,7 @@ void fill_float_avx512(CpuKernels& k) {
   k.layer_norm = layer_norm_avx512;
   k.gemm_mr = kMr;
   k.gemm_nr = kNr;
-  k.gemm_tile = gemm_tile_avx512;  // gemm_pack_w: the avx2 one (8x8 transposes), any nr multiple of 8
+  k.gemm_tile = gemm_tile_avx512;  // the packing kernels are avx2's (8x8 transposes), for any tile shape
 }
 
 }  // namespace sc
