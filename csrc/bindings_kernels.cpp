@@ -177,18 +177,20 @@ void register_kernel_bindings(py::module_& m) {
           else
             for (py::ssize_t t = 0; t < x.shape(0); ++t)
               k.dot4_f32(r, r + n, r + 2 * n, r + 3 * n, x.data() + t * n, n, out.data() + 4 * t);
-        } else if (type == "f16") {
+        } else if (type == "f16" || type == "bf16") {
           HalfArray wh = w.cast<HalfArray>();
           const uint16_t* r = wh.data();
+          const auto dot4 = type == "f16" ? k.dot4_f16 : k.dot4_bf16;
           for (py::ssize_t t = 0; t < x.shape(0); ++t)
-            k.dot4_f16(r, r + n, r + 2 * n, r + 3 * n, x.data() + t * n, n, out.data() + 4 * t);
+            dot4(r, r + n, r + 2 * n, r + 3 * n, x.data() + t * n, n, out.data() + 4 * t);
         } else {
-          throw py::value_error("type must be f32 or f16");
+          throw py::value_error("type must be f32, f16 or bf16");
         }
         return out;
       },
       py::arg("level"), py::arg("type"), py::arg("w"), py::arg("x"),
-      "The 4-row dot products (decode path): w (4, n) as float32 or IEEE half bits (uint16), x (n_tok, n); "
+      "The 4-row dot products (decode path): w (4, n) as float32, or IEEE half or bfloat16 bits (uint16), "
+      "x (n_tok, n); "
       "two f32 rows go through dot4x2_f32. Returns 4 * n_tok floats, token-major.");
 
   m.def(

@@ -79,8 +79,9 @@ def test_gemm_without_bias_and_with_extreme_values(level):
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
 @pytest.mark.parametrize("wtype", ["f32", "f16", "bf16"])
 def test_backend_linear_prompt_and_decode_paths(n_threads, wtype):
-    # through CpuBackend::linear at the start-up level: the GEMM for 3+ tokens,
-    # the row dot products (f32, f16) for 1-2 tokens, threads splitting outputs
+    # through CpuBackend::linear at the start-up level: the GEMM (f32 always,
+    # f16/bf16 from 3 tokens), the row dot products (f16, bf16) for 1-2
+    # tokens, threads splitting outputs
     rng = np.random.default_rng(11)
     n_out, n_in = 131, 200
     wb, w = weights(rng, n_out, n_in, wtype)
@@ -183,9 +184,10 @@ def test_dot_kernels_match_the_reference(level, n):
     rng = np.random.default_rng(n)
     w = rng.standard_normal((4, n)).astype(np.float32)
     h = w.astype(np.float16)
+    bf = (w.view(np.uint32) >> 16).astype(np.uint16)
     for n_tok in (1, 2):
         x = rng.standard_normal((n_tok, n)).astype(np.float32)
-        for wtype, wv in (("f32", w), ("f16", h.view(np.uint16))):
+        for wtype, wv in (("f32", w), ("f16", h.view(np.uint16)), ("bf16", bf)):
             ref = np.array(_core.kernel_dot4("generic", wtype, wv, x))
             got = np.array(_core.kernel_dot4(level, wtype, wv, x))
             bound = reassociation_bound(x, np.abs(w) + 1e-3).reshape(-1)

@@ -48,9 +48,10 @@ class CpuBackend final : public Backend {
 
   void linear(const Weight& w, const float* bias, const float* x, int n_tokens, float* y) override {
     if (is_quantized(w.type)) return linear_quantized(w, bias, x, n_tokens, y);
-    // Decode of f16 weights (one or two tokens) is bound by reading them:
+    // Decode of 16-bit weights (one or two tokens) is bound by reading them:
     // each row is read once, straight from the file, in a dot product.
-    if (n_tokens <= 2 && w.type == TensorType::F16) return linear_f16_fused(w, bias, x, n_tokens, y);
+    if (n_tokens <= 2 && (w.type == TensorType::F16 || w.type == TensorType::BF16))
+      return linear_half_fused(w, bias, x, n_tokens, y);
     // Everything else takes the GEMM, whose sums run in one order whatever
     // the number of tokens: with f32 weights a token's outputs do not depend
     // on the batch it came in (the last row of an all-logits prompt equals
@@ -77,11 +78,11 @@ class CpuBackend final : public Backend {
     });
   }
 
-  // Decode path for f16 weights: each row is read once and converted in
-  // registers inside the dot product.
-  void linear_f16_fused(const Weight& w, const float* bias, const float* x, int n_tokens, float* y) {
+  // Decode path for f16 and bf16 weights: each row is read once and
+  // converted in registers inside the dot product.
+  void linear_half_fused(const Weight& w, const float* bias, const float* x, int n_tokens, float* y) {
     const int64_t n_in = w.n_in, n_out = w.n_out;
-    const auto dot4 = cpu_kernels().dot4_f16;
+    const auto dot4 = w.type == TensorType::F16 ? cpu_kernels().dot4_f16 : cpu_kernels().dot4_bf16;
     pool_.parallel_for(n_out, 4, [&](int64_t r0, int64_t r1, int) {
       const uint16_t* rows[4];
       for (int64_t r = r0; r < r1; r += 4) {

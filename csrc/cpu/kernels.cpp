@@ -46,16 +46,17 @@ void f16_to_f32_ref(const uint16_t* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(src[i]);
 }
 
-void dot4_f16_ref(const uint16_t* w0, const uint16_t* w1, const uint16_t* w2, const uint16_t* w3, const float* x,
-                  int64_t n, float* out) {
+template <float (*H)(uint16_t)>
+void dot4_half_ref(const uint16_t* w0, const uint16_t* w1, const uint16_t* w2, const uint16_t* w3, const float* x,
+                   int64_t n, float* out) {
   const uint16_t* w[4] = {w0, w1, w2, w3};
   for (int r = 0; r < 4; ++r) {
     float acc[16] = {0};
     int64_t i = 0;
     for (; i + 16 <= n; i += 16)
-      for (int l = 0; l < 16; ++l) acc[l] += fp16_to_fp32(w[r][i + l]) * x[i + l];
+      for (int l = 0; l < 16; ++l) acc[l] += H(w[r][i + l]) * x[i + l];
     float s = 0.f;
-    for (; i < n; ++i) s += fp16_to_fp32(w[r][i]) * x[i];
+    for (; i < n; ++i) s += H(w[r][i]) * x[i];
     for (int l = 0; l < 16; ++l) s += acc[l];
     out[r] = s;
   }
@@ -165,7 +166,8 @@ CpuKernels make_generic() {
   k.dot_f32 = dot_f32_ref;
   k.dot4_f32 = dot4_f32_ref;
   k.dot4x2_f32 = dot4x2_f32_ref;
-  k.dot4_f16 = dot4_f16_ref;
+  k.dot4_f16 = dot4_half_ref<fp16_to_fp32>;
+  k.dot4_bf16 = dot4_half_ref<bf16_to_fp32>;
   k.axpy_f32 = axpy_f32_ref;
   k.exp_shift_sum = exp_shift_sum_ref;
   k.f16_to_f32 = f16_to_f32_ref;

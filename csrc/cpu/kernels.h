@@ -43,6 +43,9 @@ struct CpuKernels {
   // registers (decode: the weights are read once, so no f32 copy is made).
   void (*dot4_f16)(const uint16_t* w0, const uint16_t* w1, const uint16_t* w2, const uint16_t* w3, const float* x,
                    int64_t n, float* out);
+  // The same for bfloat16 rows.
+  void (*dot4_bf16)(const uint16_t* w0, const uint16_t* w1, const uint16_t* w2, const uint16_t* w3, const float* x,
+                    int64_t n, float* out);
   // y += a * x
   void (*axpy_f32)(float* y, float a, const float* x, int64_t n);
   // x[i] = exp(x[i] - max) in place; returns the sum (softmax numerator).

@@ -102,35 +102,46 @@ void dot4x2_f32_avx2(const float* w0, const float* w1, const float* w2, const fl
   for (int j = 0; j < 8; ++j) out[j] = s[j];
 }
 
-void dot4_f16_avx2(const uint16_t* w0, const uint16_t* w1, const uint16_t* w2, const uint16_t* w3, const float* x,
-                   int64_t n, float* out) {
-  auto h8 = [](const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); };
+// 8 halves -> 8 floats: IEEE half, or bfloat16 (the top half of a float32).
+inline __m256 f16x8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline __m256 bf16x8(const uint16_t* p) {
+  const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+}
+inline float f16x1(uint16_t h) { return _cvtsh_ss(h); }
+inline float bf16x1(uint16_t h) { return bf16_to_fp32(h); }
+
+// dot4 over 16-bit weights converted in registers (decode: each row is read
+// once, from the file, so no f32 copy is made).
+template <__m256 (*H8)(const uint16_t*), float (*H1)(uint16_t)>
+void dot4_half_avx2(const uint16_t* w0, const uint16_t* w1, const uint16_t* w2, const uint16_t* w3, const float* x,
+                    int64_t n, float* out) {
   __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
   __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {  // two accumulators per row: 8 independent FMA chains
     const __m256 xa = _mm256_loadu_ps(x + i), xb = _mm256_loadu_ps(x + i + 8);
-    a0 = _mm256_fmadd_ps(h8(w0 + i), xa, a0);
-    b0 = _mm256_fmadd_ps(h8(w0 + i + 8), xb, b0);
-    a1 = _mm256_fmadd_ps(h8(w1 + i), xa, a1);
-    b1 = _mm256_fmadd_ps(h8(w1 + i + 8), xb, b1);
-    a2 = _mm256_fmadd_ps(h8(w2 + i), xa, a2);
-    b2 = _mm256_fmadd_ps(h8(w2 + i + 8), xb, b2);
-    a3 = _mm256_fmadd_ps(h8(w3 + i), xa, a3);
-    b3 = _mm256_fmadd_ps(h8(w3 + i + 8), xb, b3);
+    a0 = _mm256_fmadd_ps(H8(w0 + i), xa, a0);
+    b0 = _mm256_fmadd_ps(H8(w0 + i + 8), xb, b0);
+    a1 = _mm256_fmadd_ps(H8(w1 + i), xa, a1);
+    b1 = _mm256_fmadd_ps(H8(w1 + i + 8), xb, b1);
+    a2 = _mm256_fmadd_ps(H8(w2 + i), xa, a2);
+    b2 = _mm256_fmadd_ps(H8(w2 + i + 8), xb, b2);
+    a3 = _mm256_fmadd_ps(H8(w3 + i), xa, a3);
+    b3 = _mm256_fmadd_ps(H8(w3 + i + 8), xb, b3);
   }
   for (; i + 8 <= n; i += 8) {
     const __m256 xa = _mm256_loadu_ps(x + i);
-    a0 = _mm256_fmadd_ps(h8(w0 + i), xa, a0);
-    a1 = _mm256_fmadd_ps(h8(w1 + i), xa, a1);
-    a2 = _mm256_fmadd_ps(h8(w2 + i), xa, a2);
-    a3 = _mm256_fmadd_ps(h8(w3 + i), xa, a3);
+    a0 = _mm256_fmadd_ps(H8(w0 + i), xa, a0);
+    a1 = _mm256_fmadd_ps(H8(w1 + i), xa, a1);
+    a2 = _mm256_fmadd_ps(H8(w2 + i), xa, a2);
+    a3 = _mm256_fmadd_ps(H8(w3 + i), xa, a3);
   }
   float s[4] = {hsum(_mm256_add_ps(a0, b0)), hsum(_mm256_add_ps(a1, b1)), hsum(_mm256_add_ps(a2, b2)),
                 hsum(_mm256_add_ps(a3, b3))};
   const uint16_t* w[4] = {w0, w1, w2, w3};
   for (; i < n; ++i)
-    for (int r = 0; r < 4; ++r) s[r] += _cvtsh_ss(w[r][i]) * x[i];
+    for (int r = 0; r < 4; ++r) s[r] += H1(w[r][i]) * x[i];
   for (int r = 0; r < 4; ++r) out[r] = s[r];
 }
 
@@ -305,12 +316,8 @@ void layer_norm_avx2(const float* x, const float* gamma, const float* beta, int6
 // 8 floats of a weight row from column k, converted from its storage type.
 inline __m256 load8_as_f32(TensorType t, const uint8_t* row, int64_t k) {
   switch (t) {
-    case TensorType::F16:
-      return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + size_t(k) * 2)));
-    case TensorType::BF16: {  // bf16 is the top half of a float32
-      const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + size_t(k) * 2)));
-      return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
-    }
+    case TensorType::F16: return f16x8(reinterpret_cast<const uint16_t*>(row) + k);
+    case TensorType::BF16: return bf16x8(reinterpret_cast<const uint16_t*>(row) + k);
     default:
       return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k);
   }
@@ -472,7 +479,8 @@ void fill_float_avx2(CpuKernels& k) {
   k.dot_f32 = dot_f32_avx2;
   k.dot4_f32 = dot4_f32_avx2;
   k.dot4x2_f32 = dot4x2_f32_avx2;
-  k.dot4_f16 = dot4_f16_avx2;
+  k.dot4_f16 = dot4_half_avx2<f16x8, f16x1>;
+  k.dot4_bf16 = dot4_half_avx2<bf16x8, bf16x1>;
   k.axpy_f32 = axpy_f32_avx2;
   k.exp_shift_sum = exp_shift_sum_avx2;
   k.f16_to_f32 = f16_to_f32_avx2;

@@ -103,14 +103,17 @@ void dot4x2_f32_avx512(const float* w0, const float* w1, const float* w2, const 
   }
 }
 
-// Decode: bound by reading the half weights, 16 at a time (one ymm load,
+// 16 halves (already loaded) -> 16 floats: IEEE half, or bfloat16.
+inline __m512 f16x16(__m256i h) { return _mm512_cvtph_ps(h); }
+inline __m512 bf16x16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+
+// Decode: bound by reading the 16-bit weights, 16 at a time (one ymm load,
 // one conversion). Two accumulators a row keep 8 FMA chains in flight.
-void dot4_f16_avx512(const uint16_t* w0, const uint16_t* w1, const uint16_t* w2, const uint16_t* w3, const float* x,
-                     int64_t n, float* out) {
-  auto h16 = [](const uint16_t* p) {
-    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  };
-  auto h16_first = [](__mmask16 m, const uint16_t* p) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); };
+template <__m512 (*H16)(__m256i)>
+void dot4_half_avx512(const uint16_t* w0, const uint16_t* w1, const uint16_t* w2, const uint16_t* w3, const float* x,
+                      int64_t n, float* out) {
+  auto h16 = [](const uint16_t* p) { return H16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); };
+  auto h16_first = [](__mmask16 m, const uint16_t* p) { return H16(_mm256_maskz_loadu_epi16(m, p)); };
   __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
   __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps(), b2 = _mm512_setzero_ps(), b3 = _mm512_setzero_ps();
   int64_t i = 0;
@@ -350,7 +353,8 @@ void fill_float_avx512(CpuKernels& k) {
   k.dot_f32 = dot_f32_avx512;
   k.dot4_f32 = dot4_f32_avx512;
   k.dot4x2_f32 = dot4x2_f32_avx512;
-  k.dot4_f16 = dot4_f16_avx512;
+  k.dot4_f16 = dot4_half_avx512<f16x16>;
+  k.dot4_bf16 = dot4_half_avx512<bf16x16>;
   k.axpy_f32 = axpy_f32_avx512;
   k.exp_shift_sum = exp_shift_sum_avx512;
   k.f16_to_f32 = f16_to_f32_avx512;
