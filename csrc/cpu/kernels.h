@@ -36,7 +36,8 @@ struct CpuKernels {
   void (*dot4_f32)(const float* w0, const float* w1, const float* w2, const float* w3, const float* x, int64_t n,
                    float* out);
   // The same for two activation rows: out[0..3] for x0, out[4..7] for x1
-  // (8 independent accumulators keep both FMA units busy).
+  // (8 independent accumulators keep both FMA units busy). No longer used
+  // by the backend, whose prompt path is the GEMM below; kept with its tests.
   void (*dot4x2_f32)(const float* w0, const float* w1, const float* w2, const float* w3, const float* x0,
                      const float* x1, int64_t n, float* out);
   // dot4_f32 with the 4 weight rows stored as IEEE half, converted in
@@ -105,6 +106,7 @@ size_t gemm_packed_x_floats(const CpuKernels& k, int n_tokens, int64_t n_in);
 // past n_tokens) of x [n_tokens, n_in], K-major per panel.
 void gemm_pack_x(const CpuKernels& k, const float* x, int n_tokens, int64_t n_in, int64_t p0, int64_t p1,
                  float* packed);
+// Token panels of a call: n_tokens / gemm_mr, rounded up.
 int64_t gemm_panels_x(const CpuKernels& k, int n_tokens);
 // Floats of the per-thread scratch gemm_columns needs.
 size_t gemm_scratch_floats(const CpuKernels& k, int64_t n_in);
@@ -120,7 +122,7 @@ bool cpu_supports_avx2();    // AVX2 + FMA + F16C, YMM state saved
 bool cpu_supports_avx512();  // AVX-512 F/BW/DQ/VL + VNNI, ZMM state saved
 // Each fills its part of its level's table; a slot it leaves alone keeps the
 // kernel of the level below (avx512 starts from avx2, avx2 from generic).
-void fill_float_avx2(CpuKernels& k);           // kernels_avx2.cpp: the f32/f16 kernels
+void fill_float_avx2(CpuKernels& k);           // kernels_avx2.cpp: the float kernels (dots, GEMM, GELU, LayerNorm)
 void fill_quant_legacy_avx2(CpuKernels& k);    // quant_dot_avx2.cpp: Q4_0..Q8_0, Q8_0/Q8_1 activations
 void fill_quant_k_avx2(CpuKernels& k);         // quant_dot_k_avx2.cpp: Q2_K..Q6_K, Q8_K activations
 void fill_float_avx512(CpuKernels& k);         // kernels_avx512.cpp
