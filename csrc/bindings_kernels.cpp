@@ -145,4 +145,134 @@ void register_kernel_bindings(py::module_& m) {
       py::arg("n_head_kv"), py::arg("n_threads") = 1,
       "Causal attention of q (new positions n_past..) over caches that already hold their keys/values, "
       "with one level's tile kernels.");
+
+  // ---- float kernels ----
+  using HalfArray = py::array_t<uint16_t, py::array::c_style | py::array::forcecast>;
+
+  m.def(
+      "kernel_gemm",
+      [](const std::string& level, const std::string& type, ByteArray w, int64_t n_out, int64_t n_in, FloatArray x,
+         py::object bias, int64_t slice) {
+        const sc::CpuKernels& k = level_kernels(level);
+        const sc::TensorType t = type_by_name(type);
+        if (t != sc::TensorType::F32 && t != sc::TensorType::F16 && t != sc::TensorType::BF16)
+          throw py::value_error("kernel_gemm takes f32, f16 or bf16 weights");
+        checked_rows(x, n_in);
+        const int64_t rs = sc::row_size(t, n_in);
+        if (w.size() != n_out * rs) throw py::value_error("weight bytes do not match (n_out, n_in)");
+        std::vector<float> b;
+        if (!bias.is_none()) {
+          FloatArray ba = bias.cast<FloatArray>();
+          if (ba.ndim() != 1 || ba.shape(0) != n_out) throw py::value_error("bias must have shape (n_out,)");
+          b.assign(ba.data(), ba.data() + n_out);
+        }
+        const int n_tokens = int(x.shape(0));
+        std::vector<float> packed(sc::gemm_packed_x_floats(k, n_tokens, n_in));
+        sc::gemm_pack_x(k, x.data(), n_tokens, n_in, 0, sc::gemm_panels_x(k, n_tokens), packed.data());
+        std::vector<float> scratch(sc::gemm_scratch_floats(k, n_in));
+        FloatArray y({py::ssize_t(n_tokens), py::ssize_t(n_out)});
+        // column slices of any width, as a thread would get them (the pool's are whole tiles but the last)
+        if (slice <= 0) slice = n_out;
+        for (int64_t o0 = 0; o0 < n_out; o0 += slice)
+          sc::gemm_columns(k, t, w.data(), size_t(rs), n_in, b.empty() ? nullptr : b.data(), packed.data(), n_tokens,
+                           o0, std::min(n_out, o0 + slice), y.mutable_data(), n_out, scratch.data());
+        return y;
+      },
+      py::arg("level"), py::arg("type"), py::arg("w"), py::arg("n_out"), py::arg("n_in"), py::arg("x"),
+      py::arg("bias") = py::none(), py::arg("slice") = 0,
+      "y = x W^T (+ bias) through one level's prompt-path GEMM (packing and register tiles), the output columns "
+      "computed in slices of `slice` (0: all at once).");
+
+  m.def(
+      "kernel_gelu",
+      [](const std::string& level, FloatArray x, bool exact) {
+        const sc::CpuKernels& k = level_kernels(level);
+        FloatArray y(x.request().shape);
+        std::copy(x.data(), x.data() + x.size(), y.mutable_data());
+        (exact ? k.gelu_erf : k.gelu_tanh)(y.mutable_data(), int64_t(y.size()));
+        return y;
+      },
+      py::arg("level"), py::arg("x"), py::arg("exact"), "GELU (erf if exact, else tanh) of x with one level's kernel.");
+
+  m.def(
+      "kernel_layer_norm",
+      [](const std::string& level, FloatArray x, FloatArray gamma, FloatArray beta, float eps) {
+        const sc::CpuKernels& k = level_kernels(level);
+        const int64_t n = x.ndim() == 2 ? x.shape(1) : -1;
+        checked_rows(x, n);
+        if (gamma.size() != n || beta.size() != n) throw py::value_error("gamma and beta must have n elements");
+        FloatArray y({x.shape(0), x.shape(1)});
+        for (py::ssize_t r = 0; r < x.shape(0); ++r)
+          k.layer_norm(x.data() + r * n, gamma.data(), beta.data(), n, eps, y.mutable_data() + r * n);
+        return y;
+      },
+      py::arg("level"), py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("eps"),
+      "LayerNorm of each row of x with one level's kernel.");
+
+  m.def(
+      "kernel_dot4",
+      [](const std::string& level, const std::string& type, py::array w, FloatArray x) {
+        const sc::CpuKernels& k = level_kernels(level);
+        const int64_t n = x.ndim() == 2 ? x.shape(1) : -1;
+        checked_rows(x, n);
+        if (w.ndim() != 2 || w.shape(0) != 4 || w.shape(1) != n) throw py::value_error("w must have shape (4, n)");
+        std::vector<float> out(size_t(4 * x.shape(0)));
+        if (type == "f32") {
+          FloatArray wf = w.cast<FloatArray>();
+          const float* r = wf.data();
+          if (x.shape(0) == 2)
+            k.dot4x2_f32(r, r + n, r + 2 * n, r + 3 * n, x.data(), x.data() + n, n, out.data());
+          else
+            for (py::ssize_t t = 0; t < x.shape(0); ++t)
+              k.dot4_f32(r, r + n, r + 2 * n, r + 3 * n, x.data() + t * n, n, out.data() + 4 * t);
+        } else if (type == "f16" || type == "bf16") {
+          HalfArray wh = w.cast<HalfArray>();
+          const uint16_t* r = wh.data();
+          const auto dot4 = type == "f16" ? k.dot4_f16 : k.dot4_bf16;
+          for (py::ssize_t t = 0; t < x.shape(0); ++t)
+            dot4(r, r + n, r + 2 * n, r + 3 * n, x.data() + t * n, n, out.data() + 4 * t);
+        } else {
+          throw py::value_error("type must be f32, f16 or bf16");
+        }
+        return out;
+      },
+      py::arg("level"), py::arg("type"), py::arg("w"), py::arg("x"),
+      "The 4-row dot products (decode path): w (4, n) as float32, or IEEE half or bfloat16 bits (uint16), "
+      "x (n_tok, n); "
+      "two f32 rows go through dot4x2_f32. Returns 4 * n_tok floats, token-major.");
+
+  m.def(
+      "kernel_vec",
+      [](const std::string& level, const std::string& op, FloatArray a, FloatArray b, float s) {
+        const sc::CpuKernels& k = level_kernels(level);
+        const int64_t n = int64_t(a.size());
+        FloatArray out{py::ssize_t(n)};
+        std::copy(a.data(), a.data() + n, out.mutable_data());
+        float r = 0.f;
+        if (op == "dot") {
+          if (b.size() != n) throw py::value_error("a and b must have the same size");
+          r = k.dot_f32(a.data(), b.data(), n);
+        } else if (op == "axpy") {
+          if (b.size() != n) throw py::value_error("a and b must have the same size");
+          k.axpy_f32(out.mutable_data(), s, b.data(), n);
+        } else if (op == "exp_shift_sum") {
+          r = k.exp_shift_sum(out.mutable_data(), n, s);
+        } else {
+          throw py::value_error("op must be dot, axpy or exp_shift_sum");
+        }
+        return py::make_tuple(out, r);
+      },
+      py::arg("level"), py::arg("op"), py::arg("a"), py::arg("b"), py::arg("s") = 0.f,
+      "One vector kernel of a level: dot (returns (a, a.b)), axpy (returns (a + s*b, 0)), exp_shift_sum "
+      "(returns (exp(a - s), sum)).");
+
+  m.def(
+      "kernel_f16_to_f32",
+      [](const std::string& level, HalfArray h) {
+        const sc::CpuKernels& k = level_kernels(level);
+        FloatArray out{py::ssize_t(h.size())};
+        k.f16_to_f32(h.data(), out.mutable_data(), int64_t(h.size()));
+        return out;
+      },
+      py::arg("level"), py::arg("h"), "IEEE half bits (uint16) -> float32 with one level's kernel.");
 }

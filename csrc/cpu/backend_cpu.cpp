@@ -49,54 +49,41 @@ class CpuBackend final : public Backend {
 
   void linear(const Weight& w, const float* bias, const float* x, int n_tokens, float* y) override {
     if (is_quantized(w.type)) return linear_quantized(w, bias, x, n_tokens, y);
-    const int64_t n_in = w.n_in, n_out = w.n_out;
+    // Decode of 16-bit weights (one or two tokens) is bound by reading them:
+    // each row is read once, straight from the file, in a dot product.
+    if (n_tokens <= 2 && (w.type == TensorType::F16 || w.type == TensorType::BF16))
+      return linear_half_fused(w, bias, x, n_tokens, y);
+    // Everything else takes the GEMM, whose sums run in one order whatever
+    // the number of tokens: with f32 weights a token's outputs do not depend
+    // on the batch it came in (the last row of an all-logits prompt equals
+    // the logits of the same prompt evaluated for its last token only).
+    linear_gemm(w, bias, x, n_tokens, y);
+  }
+
+  // Prompt path: a register-tiled GEMM (kernels.h, gemm_columns). The
+  // activations are packed once into tile-shaped panels, shared by the
+  // threads; each thread then takes a slice of output columns (whole weight
+  // panels) and packs its weights panel by panel into its own scratch.
+  void linear_gemm(const Weight& w, const float* bias, const float* x, int n_tokens, float* y) {
     const CpuKernels& k = cpu_kernels();
-    // Each thread takes a slice of output rows. Tokens are processed in
-    // blocks small enough for their activations to stay in L2 while the
-    // slice's rows stream past, 4 rows at a time (converted to f32 once per
-    // token block), each activation row loaded once for all 4.
-    constexpr int kTokenBlock = 32;
-    if (w.type == TensorType::F16 && n_tokens <= 2) return linear_f16_fused(w, bias, x, n_tokens, y);
-    pool_.parallel_for(n_out, 4, [&](int64_t r0, int64_t r1, int tid) {
-      std::vector<float>& buf = scratch(tid, 4 * n_in);
-      const float* rows[4];
-      for (int t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
-        const int t1 = std::min(n_tokens, t0 + kTokenBlock);
-        for (int64_t r = r0; r < r1; r += 4) {
-          const int nr = int(std::min<int64_t>(4, r1 - r));
-          for (int i = 0; i < 4; ++i) {
-            const int src = std::min(i, nr - 1);  // pad a short block by repeating its last row
-            if (w.type == TensorType::F32) {
-              rows[i] = reinterpret_cast<const float*>(w.data + size_t(r + src) * w.row_bytes);
-            } else {
-              if (i < nr) row_to_f32(w, r + i, buf.data() + i * n_in);
-              rows[i] = buf.data() + src * n_in;
-            }
-          }
-          int t = t0;
-          for (; t + 2 <= t1; t += 2) {
-            float out[8];
-            k.dot4x2_f32(rows[0], rows[1], rows[2], rows[3], x + t * n_in, x + (t + 1) * n_in, n_in, out);
-            for (int i = 0; i < nr; ++i) {
-              y[t * n_out + r + i] = out[i] + (bias ? bias[r + i] : 0.f);
-              y[(t + 1) * n_out + r + i] = out[4 + i] + (bias ? bias[r + i] : 0.f);
-            }
-          }
-          if (t < t1) {
-            float out[4];
-            k.dot4_f32(rows[0], rows[1], rows[2], rows[3], x + t * n_in, n_in, out);
-            for (int i = 0; i < nr; ++i) y[t * n_out + r + i] = out[i] + (bias ? bias[r + i] : 0.f);
-          }
-        }
-      }
+    const int64_t n_in = w.n_in, n_out = w.n_out;
+    const size_t packed_floats = gemm_packed_x_floats(k, n_tokens, n_in);
+    if (packed_x_.size() < packed_floats) packed_x_.resize(packed_floats);
+    float* packed = packed_x_.data();
+    pool_.parallel_for(gemm_panels_x(k, n_tokens), 1, [&](int64_t p0, int64_t p1, int) {
+      gemm_pack_x(k, x, n_tokens, n_in, p0, p1, packed);
+    });
+    pool_.parallel_for(n_out, k.gemm_nr, [&](int64_t o0, int64_t o1, int tid) {
+      float* buf = scratch(tid, int64_t(gemm_scratch_floats(k, n_in))).data();
+      gemm_columns(k, w.type, w.data, w.row_bytes, n_in, bias, packed, n_tokens, o0, o1, y, n_out, buf);
     });
   }
 
-  // Decode path for f16 weights: each row is read once and converted in
-  // registers inside the dot product.
-  void linear_f16_fused(const Weight& w, const float* bias, const float* x, int n_tokens, float* y) {
+  // Decode path for f16 and bf16 weights: each row is read once and
+  // converted in registers inside the dot product.
+  void linear_half_fused(const Weight& w, const float* bias, const float* x, int n_tokens, float* y) {
     const int64_t n_in = w.n_in, n_out = w.n_out;
-    const auto dot4 = cpu_kernels().dot4_f16;
+    const auto dot4 = w.type == TensorType::F16 ? cpu_kernels().dot4_f16 : cpu_kernels().dot4_bf16;
     pool_.parallel_for(n_out, 4, [&](int64_t r0, int64_t r1, int) {
       const uint16_t* rows[4];
       for (int64_t r = r0; r < r1; r += 4) {
@@ -118,42 +105,22 @@ class CpuBackend final : public Backend {
 
   void layer_norm(const float* x, const float* gamma, const float* beta, int n_tokens, int64_t n, float eps,
                   float* y) override {
+    const auto norm_row = cpu_kernels().layer_norm;
     pool_.parallel_for(n_tokens, 1, [&](int64_t t0, int64_t t1, int) {
-      for (int64_t t = t0; t < t1; ++t) {
-        const float* xr = x + t * n;
-        float* yr = y + t * n;
-        double mean = 0.0;
-        for (int64_t i = 0; i < n; ++i) mean += xr[i];
-        mean /= double(n);
-        double var = 0.0;
-        for (int64_t i = 0; i < n; ++i) {
-          const double d = xr[i] - mean;
-          var += d * d;
-        }
-        var /= double(n);
-        const float inv = float(1.0 / std::sqrt(var + double(eps)));
-        const float m = float(mean);
-        for (int64_t i = 0; i < n; ++i) yr[i] = (xr[i] - m) * inv * gamma[i] + beta[i];
-      }
+      for (int64_t t = t0; t < t1; ++t) norm_row(x + t * n, gamma, beta, n, eps, y + t * n);
     });
   }
 
   void gelu(float* x, size_t n, bool exact) override {
-    pool_.parallel_for(int64_t(n), 1024, [&](int64_t i0, int64_t i1, int) {
-      if (exact) {
-        for (int64_t i = i0; i < i1; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * float(M_SQRT1_2)));
-      } else {
-        const float c = 0.7978845608028654f;  // sqrt(2/pi)
-        for (int64_t i = i0; i < i1; ++i) {
-          const float v = x[i];
-          x[i] = 0.5f * v * (1.0f + std::tanh(c * (v + 0.044715f * v * v * v)));
-        }
-      }
-    });
+    const auto gelu_run = exact ? cpu_kernels().gelu_erf : cpu_kernels().gelu_tanh;
+    pool_.parallel_for(int64_t(n), 1024, [&](int64_t i0, int64_t i1, int) { gelu_run(x + i0, i1 - i0); });
   }
 
+  // Bound by memory: split only when there is enough to share.
   void add(float* y, const float* x, size_t n) override {
-    for (size_t i = 0; i < n; ++i) y[i] += x[i];
+    pool_.parallel_for(int64_t(n), 1 << 14, [&](int64_t i0, int64_t i1, int) {
+      for (int64_t i = i0; i < i1; ++i) y[i] += x[i];
+    });
   }
 
   void attention(const AttentionArgs& a) override { attention_.run(a, pool_, cpu_kernels()); }
@@ -193,6 +160,7 @@ class CpuBackend final : public Backend {
   ThreadPool pool_;
   CpuAttention attention_{pool_.size()};
   std::vector<uint8_t> act_;  // quantized activation rows of the current linear()
+  std::vector<float> packed_x_;  // activations of the current linear(), packed for the GEMM tiles
   std::vector<std::vector<float>> scratch_ = std::vector<std::vector<float>>(size_t(pool_.size()));
 };
 
