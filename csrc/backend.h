@@ -29,9 +29,9 @@ struct Weight {
 struct AttentionArgs {
   const float* q;          // [n_tokens, q_stride]; head h at q + h*head_dim
   int64_t q_stride;
-  const void* k_cache;     // [n_ctx, kv_dim]; kv head g at + g*head_dim
-  const void* v_cache;     // [n_ctx, kv_dim]
-  bool kv_f16;             // cache elements are IEEE half (else float32)
+  const void* k_cache;     // [n_ctx] rows of kv_dim elements of kv_type; kv head g
+  const void* v_cache;     //   is elements [g*head_dim, (g+1)*head_dim) of a row
+  TensorType kv_type;      // F32, F16 or Q8_0 (head_dim a multiple of 32)
   int64_t kv_dim;          // n_head_kv * head_dim
   int n_tokens;
   int n_past;

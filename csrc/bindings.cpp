@@ -231,7 +231,8 @@ PYBIND11_MODULE(_core, m) {
              o.n_batch = n_batch;
              if (kv_type == "f16") o.kv_type = sc::TensorType::F16;
              else if (kv_type == "f32") o.kv_type = sc::TensorType::F32;
-             else throw py::value_error("kv_type must be 'f16' or 'f32', got '" + kv_type + "'");
+             else if (kv_type == "q8_0") o.kv_type = sc::TensorType::Q8_0;
+             else throw py::value_error("kv_type must be 'f16', 'f32' or 'q8_0', got '" + kv_type + "'");
              auto pm = std::make_shared<PyModel>();
              py::gil_scoped_release nogil;
              pm->model = std::make_unique<Model>(path, o);

@@ -124,7 +124,7 @@ void register_kernel_bindings(py::module_& m) {
         a.q_stride = q.shape(1);
         a.k_cache = k_cache.data();
         a.v_cache = v_cache.data();
-        a.kv_f16 = f16;
+        a.kv_type = f16 ? sc::TensorType::F16 : sc::TensorType::F32;
         a.kv_dim = int64_t(n_head_kv) * d;
         a.n_tokens = n_tokens;
         a.n_past = n_past;

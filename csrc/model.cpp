@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "errors.h"
+#include "quant.h"
 
 namespace sc {
 
@@ -33,14 +34,16 @@ namespace {
 
 const char* kArch = "starcoder";
 
-// One K or V row into the cache, rounded to half when the cache is F16.
-void store_kv(const float* src, uint8_t* dst, int64_t n, bool f16) {
-  if (!f16) {
+// One K or V row into the cache, in the cache's type.
+void store_kv(const float* src, uint8_t* dst, int64_t n, TensorType type) {
+  if (type == TensorType::F32) {
     std::memcpy(dst, src, size_t(n) * 4);
-    return;
+  } else if (type == TensorType::F16) {
+    uint16_t* h = reinterpret_cast<uint16_t*>(dst);
+    for (int64_t i = 0; i < n; ++i) h[i] = fp32_to_fp16(src[i]);
+  } else {
+    quantize_row(type, src, dst, n);
   }
-  uint16_t* h = reinterpret_cast<uint16_t*>(dst);
-  for (int64_t i = 0; i < n; ++i) h[i] = fp32_to_fp16(src[i]);
 }
 
 std::string key(const char* suffix) { return std::string(kArch) + "." + suffix; }
@@ -73,8 +76,11 @@ Model::Model(const std::string& path, const ModelOptions& options) : opts_(optio
     throw ModelError("n_ctx " + std::to_string(n_ctx_) + " is larger than the model's context length " +
                      std::to_string(hp_.n_ctx_train) + " (it has no position embeddings beyond that)");
   if (opts_.n_batch <= 0) throw std::invalid_argument("n_batch must be positive");
-  if (opts_.kv_type != TensorType::F16 && opts_.kv_type != TensorType::F32)
-    throw std::invalid_argument("the KV cache type must be f16 or f32, not " + tensor_type_name(opts_.kv_type));
+  if (opts_.kv_type != TensorType::F16 && opts_.kv_type != TensorType::F32 && opts_.kv_type != TensorType::Q8_0)
+    throw std::invalid_argument("the KV cache type must be f16, f32 or q8_0, not " + tensor_type_name(opts_.kv_type));
+  if (opts_.kv_type == TensorType::Q8_0 && hp_.head_dim % QK8_0 != 0)
+    throw std::invalid_argument("a q8_0 KV cache needs head_dim to be a multiple of 32; this model's is " +
+                                std::to_string(hp_.head_dim));
 
   seqs_.resize(kMaxSeq);
   sequence(0);
@@ -209,8 +215,8 @@ Model::Sequence& Model::sequence(int seq) {
                                 std::to_string(kMaxSeq) + ")");
   Sequence& s = seqs_[size_t(seq)];
   if (!s.k) {
-    const size_t n = size_t(hp_.n_layer) * size_t(n_ctx_) * size_t(hp_.n_head_kv) * size_t(hp_.head_dim) *
-                     (opts_.kv_type == TensorType::F16 ? 2 : 4);
+    const size_t n = size_t(hp_.n_layer) * size_t(n_ctx_) *
+                     size_t(row_size(opts_.kv_type, int64_t(hp_.n_head_kv) * hp_.head_dim));
     s.k.reset(new uint8_t[n]);
     s.v.reset(new uint8_t[n]);
   }
@@ -283,9 +289,8 @@ void Model::forward(const int32_t* tokens, const int* seqs, const int* pos, int 
   const int64_t E = hp.n_embd, F = hp.n_ff;
   const int64_t kv_dim = int64_t(hp.n_head_kv) * hp.head_dim;
   const int64_t qkv_dim = E + 2 * kv_dim;
-  const size_t layer_floats = size_t(n_ctx_) * size_t(kv_dim);  // cache elements per layer
-  const bool kv_f16 = opts_.kv_type == TensorType::F16;
-  const size_t kv_elem = kv_f16 ? 2 : 4;
+  const size_t kv_row = size_t(row_size(opts_.kv_type, kv_dim));  // cache bytes per position
+  const size_t layer_bytes = size_t(n_ctx_) * kv_row;
   Buffers& b = *buf_;
   b.x.resize(size_t(m * E));
   b.h.resize(size_t(m * E));
@@ -308,9 +313,9 @@ void Model::forward(const int32_t* tokens, const int* seqs, const int* pos, int 
     for (int t = 0; t < m; ++t) {
       const Sequence& s = seqs_[size_t(seqs[t])];
       const float* row = b.qkv.data() + t * qkv_dim;
-      const size_t at = (size_t(il) * layer_floats + size_t(pos[t]) * size_t(kv_dim)) * kv_elem;
-      store_kv(row + E, s.k.get() + at, kv_dim, kv_f16);
-      store_kv(row + E + kv_dim, s.v.get() + at, kv_dim, kv_f16);
+      const size_t at = size_t(il) * layer_bytes + size_t(pos[t]) * kv_row;
+      store_kv(row + E, s.k.get() + at, kv_dim, opts_.kv_type);
+      store_kv(row + E + kv_dim, s.v.get() + at, kv_dim, opts_.kv_type);
     }
     // One attention call per run of consecutive tokens of one sequence.
     for (int t0 = 0; t0 < m;) {
@@ -320,9 +325,9 @@ void Model::forward(const int32_t* tokens, const int* seqs, const int* pos, int 
       AttentionArgs a;
       a.q = b.qkv.data() + t0 * qkv_dim;
       a.q_stride = qkv_dim;
-      a.k_cache = s.k.get() + size_t(il) * layer_floats * kv_elem;
-      a.v_cache = s.v.get() + size_t(il) * layer_floats * kv_elem;
-      a.kv_f16 = kv_f16;
+      a.k_cache = s.k.get() + size_t(il) * layer_bytes;
+      a.v_cache = s.v.get() + size_t(il) * layer_bytes;
+      a.kv_type = opts_.kv_type;
       a.kv_dim = kv_dim;
       a.n_tokens = t1 - t0;
       a.n_past = pos[t0];

@@ -31,7 +31,8 @@ struct ModelOptions {
   int n_threads = 0;     // <= 0: one per available core
   int n_batch = 512;     // tokens per forward chunk when evaluating a prompt
   // KV cache element type: F16 (half the memory and bandwidth of F32; what
-  // llama.cpp uses) or F32 (bit-for-bit float32 attention).
+  // llama.cpp uses), F32 (float32 attention throughout) or Q8_0 (half of F16
+  // again; needs head_dim a multiple of 32).
   TensorType kv_type = TensorType::F16;
   static constexpr int kDefaultMaxCtx = 8192;
 };

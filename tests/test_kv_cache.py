@@ -62,3 +62,26 @@ def test_attention_is_independent_of_the_thread_count(tiny_gguf_f32, text_ids):
         out.append(np.stack([m.eval([t]) for t in (11, 12, 13)]))
     assert np.abs(out[1] - out[0]).max() < 1e-4 * np.abs(out[0]).max()
     assert np.abs(out[2] - out[0]).max() < 1e-4 * np.abs(out[0]).max()
+
+
+def test_q8_0_cache_stays_close_to_f32(tiny_gguf_f32, text_ids):
+    ids = text_ids[:300]
+    f32 = starcoder_cpp.Model(tiny_gguf_f32, n_ctx=512, kv_type="f32").eval(ids, all_logits=True)
+    q8 = starcoder_cpp.Model(tiny_gguf_f32, n_ctx=512, kv_type="q8_0")
+    assert q8.info()["kv_type"] == "q8_0"
+    got = q8.eval(ids, all_logits=True)
+    assert np.abs(got - f32).max() < 2e-2 * np.abs(f32).max()
+    assert (got.argmax(1) == f32.argmax(1)).mean() > 0.97
+
+
+def test_q8_0_cache_needs_head_dim_multiple_of_32(tmp_path):
+    import make_checkpoint as mc
+    from starcoder_cpp.convert import convert_checkpoint
+
+    # n_embd 48 over 2 heads: head_dim 24
+    ckpt = mc.make_checkpoint(tmp_path / "hf", n_embd=48, n_layer=1, n_head=2, n_inner=96, vocab_size=49152,
+                              n_positions=32)
+    path = tmp_path / "m.gguf"
+    convert_checkpoint(ckpt, path, out_type="f32", progress=False)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        starcoder_cpp.Model(path, kv_type="q8_0")

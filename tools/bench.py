@@ -63,8 +63,26 @@ TYPES = {  # name -> (label, llama.cpp LLAMA_FTYPE_MOSTLY_*)
 }
 PEERS = ("llama_cpp", "transformers")
 TIERS = ("this", "laptop")
-AVX2_BUILD_HINT = ('CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF" '
-                   'CC=clang CXX=clang++ pip install --target DIR llama-cpp-python')
+# --no-cache-dir --no-binary: otherwise pip reuses the native build it cached
+# for the default install, AVX-512 and all (measured: it did).
+AVX2_BUILD_HINT = ('CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF '
+                   '-DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF '
+                   '-DGGML_AMX_INT8=OFF" CC=clang CXX=clang++ pip install --no-cache-dir --no-binary '
+                   'llama-cpp-python --no-deps --target DIR llama-cpp-python')
+
+
+def avx512_instructions_in(package_dir: str) -> Optional[int]:
+    """How many instructions of llama.cpp's CPU library use zmm registers
+    (0 for a true AVX2 build), or None when objdump is not available."""
+    import glob
+    import shutil
+
+    objdump = shutil.which("objdump")
+    libs = glob.glob(os.path.join(package_dir, "llama_cpp", "lib", "libggml-cpu*.so"))
+    if not objdump or not libs:
+        return None
+    r = subprocess.run([objdump, "-d", libs[0]], capture_output=True, text=True)
+    return sum(1 for line in r.stdout.splitlines() if "%zmm" in line)
 
 
 def load_core_bench():
@@ -482,6 +500,11 @@ def run_benchmark(args) -> int:
     avx2_path = os.path.abspath(args.llama_cpp_avx2_path) if args.llama_cpp_avx2_path else None
     if avx2_path and not (Path(avx2_path) / "llama_cpp").is_dir():
         sys.exit(f"bench.py: --llama-cpp-avx2-path {avx2_path} holds no llama_cpp package")
+    if avx2_path and "laptop" in tiers:
+        n_zmm = avx512_instructions_in(avx2_path)
+        if n_zmm:
+            sys.exit(f"bench.py: the llama.cpp in {avx2_path} has {n_zmm} AVX-512 instructions: not an AVX2 "
+                     f"build (pip may have reused a cached native wheel); build one with: {AVX2_BUILD_HINT}")
 
     # systems: key -> (label, kind, env, llama_path)
     systems: Dict[str, tuple] = {}

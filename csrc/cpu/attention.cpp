@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 
+#include "quant.h"
 #include "tensor_types.h"
 
 namespace sc {
@@ -104,7 +105,7 @@ void CpuAttention::run(const AttentionArgs& a, ThreadPool& pool, const CpuKernel
     return it;
   };
 
-  const size_t kv_elem = a.kv_f16 ? 2 : 4;
+  const size_t kv_row_bytes = size_t(row_size(a.kv_type, a.kv_dim));
   pool.parallel_for(int64_t(base) * n_split, 1, [&](int64_t i0, int64_t i1, int tid) {
     Scratch& sc = scratch_[size_t(tid)];
     for (int64_t i = i0; i < i1; ++i) {
@@ -128,17 +129,19 @@ void CpuAttention::run(const AttentionArgs& a, ThreadPool& pool, const CpuKernel
         // Pack the tile: K transposed (kt[c][j]) and V as rows, both float32.
         for (int j = 0; j < kAttnTile; ++j) {
           if (j < nk) {
-            const size_t at = (size_t(kb + j) * size_t(a.kv_dim) + size_t(it.g) * d) * kv_elem;
+            const size_t at = size_t(kb + j) * kv_row_bytes + size_t(row_size(a.kv_type, int64_t(it.g) * d));
             const uint8_t* kr = static_cast<const uint8_t*>(a.k_cache) + at;
             const uint8_t* vr = static_cast<const uint8_t*>(a.v_cache) + at;
-            const float* kf;
-            if (a.kv_f16) {
+            const float* kf = sc.row.data();
+            if (a.kv_type == TensorType::F16) {
               k.f16_to_f32(reinterpret_cast<const uint16_t*>(kr), sc.row.data(), d);
               k.f16_to_f32(reinterpret_cast<const uint16_t*>(vr), sc.v.data() + size_t(j) * d, d);
-              kf = sc.row.data();
-            } else {
+            } else if (a.kv_type == TensorType::F32) {
               kf = reinterpret_cast<const float*>(kr);
               std::memcpy(sc.v.data() + size_t(j) * d, vr, size_t(d) * 4);
+            } else {
+              dequantize_row(a.kv_type, kr, sc.row.data(), d);
+              dequantize_row(a.kv_type, vr, sc.v.data() + size_t(j) * d, d);
             }
             for (int c = 0; c < d; ++c) sc.kt[size_t(c) * kAttnTile + j] = kf[c];
           } else {

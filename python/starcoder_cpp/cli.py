@@ -41,7 +41,7 @@ def _type_choices():
 def _load(args):
     from .model import Model
 
-    return Model(args.model, n_ctx=args.n_ctx, n_threads=args.threads)
+    return Model(args.model, n_ctx=args.n_ctx, n_threads=args.threads, kv_type=args.kv_type)
 
 
 def _sampling_kwargs(args) -> dict:
@@ -167,6 +167,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", required=True, help="GGUF model file ('demo': the bundled demo model)")
     p.add_argument("-c", "--n-ctx", type=int, default=None, help="context size (default: the model's, at most 8192)")
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--kv-type", choices=["f16", "f32", "q8_0"], default="f16",
+                   help="KV cache element type (default f16)")
 
 
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
@@ -258,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="show a model's shape and tensor types")
     p.add_argument("model", help="GGUF model file ('demo' for the demo model)")
-    p.set_defaults(func=_cmd_info, n_ctx=None, threads=None)
+    p.set_defaults(func=_cmd_info, n_ctx=None, threads=None, kv_type="f16")
     return parser
 
 

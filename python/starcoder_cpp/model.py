@@ -169,7 +169,8 @@ class Model:
     n_ctx: positions the KV cache holds (default: the model's context length,
     at most 8192). n_threads: CPU threads (default: all available cores).
     kv_type: the KV cache's element type, "f16" (default; half the memory and
-    attention bandwidth, as llama.cpp) or "f32" (float32 attention throughout).
+    attention bandwidth, as llama.cpp), "f32" (float32 attention throughout)
+    or "q8_0" (a quarter of f32; head_dim must be a multiple of 32).
     """
 
     def __init__(
@@ -186,8 +187,8 @@ class Model:
         if n_batch == 0:
             raise ValueError("n_batch must be >= 1")
         self.path = _resolve_path(path)
-        if kv_type not in ("f16", "f32"):
-            raise ValueError(f"kv_type must be 'f16' or 'f32', got {kv_type!r}")
+        if kv_type not in ("f16", "f32", "q8_0"):
+            raise ValueError(f"kv_type must be 'f16', 'f32' or 'q8_0', got {kv_type!r}")
         self._m = _core.Model(self.path, n_ctx, n_threads, n_batch, kv_type)
 
     # --- tokens -----------------------------------------------------------
