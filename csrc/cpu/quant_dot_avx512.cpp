@@ -260,7 +260,8 @@ void dot_rows(int64_t nb, const uint8_t* w, size_t w_stride, int n_w, const uint
 }
 
 // Activations go in chunks small enough to stay in L2 while the rows stream
-// past; within a chunk, 4 x 4 tiles (8 rows x 1 activation for decode).
+// past; within a chunk, 4 x 4 tiles. Decode goes one row at a time: 8-row
+// tiles measured 1.7x slower for Q8_0 (17 vs 30 GB/s, 2048-wide rows, Zen 5).
 template <class F>
 void quant_dot_avx512(int64_t n, const void* w, size_t w_stride, int n_w, const void* acts, size_t act_stride,
                       int n_act, float* out, size_t out_stride) {
@@ -278,7 +279,7 @@ void quant_dot_avx512(int64_t n, const void* w, size_t w_stride, int n_w, const 
     switch (a1 - a) {
       case 3: dot_rows<F, 4, 3>(nb, wp, w_stride, n_w, x, act_stride, o, out_stride); break;
       case 2: dot_rows<F, 4, 2>(nb, wp, w_stride, n_w, x, act_stride, o, out_stride); break;
-      case 1: dot_rows<F, 8, 1>(nb, wp, w_stride, n_w, x, act_stride, o, out_stride); break;
+      case 1: dot_rows<F, 1, 1>(nb, wp, w_stride, n_w, x, act_stride, o, out_stride); break;
       default: break;
     }
   }
