@@ -116,9 +116,8 @@ def read_vectors(gguf_name: str) -> list[tuple[str, list[int]]]:
 
 
 def vector_cases():
-    for name, (gguf_name, _) in sorted(VOCABS.items()):
-        for index in range(N_VECTORS):
-            yield pytest.param(gguf_name, index, id=f"{name}-{index}")
+    return [pytest.param(gguf_name, index, id=f"{name}-{index}")
+            for name, (gguf_name, _) in sorted(VOCABS.items()) for index in range(N_VECTORS)]
 
 
 # --------------------------------------------------------------------------
