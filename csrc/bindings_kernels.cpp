@@ -18,6 +18,9 @@
 
 namespace py = pybind11;
 
+// bindings_quant.cpp: "q4_k", "f16", ... -> type (ValueError naming the known ones)
+sc::TensorType parse_type_name(const std::string& name);
+
 namespace {
 
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
@@ -27,14 +30,6 @@ const sc::CpuKernels& level_kernels(const std::string& level) {
   const sc::CpuKernels* k = sc::kernels_for_level(level.c_str());
   if (!k) throw py::value_error("CPU kernel level '" + level + "' is unknown or not supported on this CPU");
   return *k;
-}
-
-sc::TensorType type_by_name(const std::string& name) {
-  for (uint32_t id = 0; id < 64; ++id) {
-    const sc::TensorTypeInfo info = sc::tensor_type_info(id);
-    if (info.name && name == info.name) return sc::TensorType(id);
-  }
-  throw py::value_error("unknown tensor type '" + name + "'");
 }
 
 FloatArray checked_rows(FloatArray x, int64_t n) {
@@ -58,7 +53,7 @@ void register_kernel_bindings(py::module_& m) {
       "kernel_quantize_act",
       [](const std::string& level, const std::string& type, FloatArray x) {
         const sc::CpuKernels& k = level_kernels(level);
-        const sc::TensorType t = type_by_name(type);
+        const sc::TensorType t = parse_type_name(type);
         const int slot = sc::act_slot(t);
         if (slot < 0) throw py::value_error("'" + type + "' is not an activation type (q8_0, q8_1, q8_k)");
         const int64_t n = x.ndim() == 2 ? x.shape(1) : -1;
@@ -77,7 +72,7 @@ void register_kernel_bindings(py::module_& m) {
       "kernel_quant_matmul",
       [](const std::string& level, const std::string& type, ByteArray w, int64_t n_out, int64_t n_in, FloatArray x) {
         const sc::CpuKernels& k = level_kernels(level);
-        const sc::TensorType t = type_by_name(type);
+        const sc::TensorType t = parse_type_name(type);
         const int slot = sc::quant_slot(t);
         if (slot < 0) throw py::value_error("'" + type + "' has no quantized dot product");
         checked_rows(x, n_in);
@@ -154,7 +149,7 @@ void register_kernel_bindings(py::module_& m) {
       [](const std::string& level, const std::string& type, ByteArray w, int64_t n_out, int64_t n_in, FloatArray x,
          py::object bias, int64_t slice) {
         const sc::CpuKernels& k = level_kernels(level);
-        const sc::TensorType t = type_by_name(type);
+        const sc::TensorType t = parse_type_name(type);
         if (t != sc::TensorType::F32 && t != sc::TensorType::F16 && t != sc::TensorType::BF16)
           throw py::value_error("kernel_gemm takes f32, f16 or bf16 weights");
         checked_rows(x, n_in);

@@ -18,12 +18,10 @@
 
 namespace py = pybind11;
 
-namespace {
-
 using sc::TensorType;
 
 // "q4_k", "Q4_K", "f16" ... -> type. Throws ValueError naming the known types.
-TensorType parse_type(const std::string& name) {
+TensorType parse_type_name(const std::string& name) {
   std::string lower(name);
   std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return char(std::tolower(c)); });
   std::string known;
@@ -35,6 +33,8 @@ TensorType parse_type(const std::string& name) {
   }
   throw py::value_error("unknown tensor type '" + name + "' (known: " + known + ")");
 }
+
+namespace {
 
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using ByteArray = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
@@ -109,7 +109,7 @@ void register_quant_bindings(py::module_& m) {
   m.def(
       "quantize",
       [](FloatArray x, const std::string& type, int n_threads) {
-        const TensorType t = parse_type(type);
+        const TensorType t = parse_type_name(type);
         if (!sc::is_quantized(t)) throw py::value_error("'" + type + "' is not a quantized type");
         if (x.ndim() < 1) throw py::value_error("need an array of at least one dimension");
         const int64_t n_per_row = x.shape(x.ndim() - 1);
@@ -135,7 +135,7 @@ void register_quant_bindings(py::module_& m) {
   m.def(
       "dequantize",
       [](const py::object& data, const std::string& type, const std::vector<int64_t>& shape) {
-        const TensorType t = parse_type(type);
+        const TensorType t = parse_type_name(type);
         int64_t n_rows, n_per_row;
         ByteArray bytes = checked_bytes(data, t, shape, &n_rows, &n_per_row);
         std::vector<py::ssize_t> dims(shape.begin(), shape.end());
@@ -156,7 +156,7 @@ void register_quant_bindings(py::module_& m) {
   m.def(
       "vec_dot",
       [](const py::object& w_row, const std::string& type, FloatArray x) {
-        const TensorType t = parse_type(type);
+        const TensorType t = parse_type_name(type);
         if (!sc::is_weight_quant_type(t)) throw py::value_error("vec_dot needs a quantized weight type, got '" + type + "'");
         if (x.ndim() != 1) throw py::value_error("x must be one-dimensional");
         int64_t n_rows, n;
@@ -174,7 +174,7 @@ void register_quant_bindings(py::module_& m) {
       "linear",
       [](const py::object& w_bytes, const std::string& type, int64_t n_out, int64_t n_in, FloatArray x,
          py::object bias, int n_threads) {
-        const TensorType t = parse_type(type);
+        const TensorType t = parse_type_name(type);
         int64_t n_rows, n;
         ByteArray w = checked_bytes(w_bytes, t, {n_out, n_in}, &n_rows, &n);
         if (x.ndim() != 2 || x.shape(1) != n_in) throw py::value_error("x must have shape (n_tokens, n_in)");
@@ -208,7 +208,7 @@ void register_quant_bindings(py::module_& m) {
       "get_rows",
       [](const py::object& w_bytes, const std::string& type, int64_t n_rows_total, int64_t n_in,
          const std::vector<int32_t>& ids) {
-        const TensorType t = parse_type(type);
+        const TensorType t = parse_type_name(type);
         int64_t n_rows, n;
         ByteArray w = checked_bytes(w_bytes, t, {n_rows_total, n_in}, &n_rows, &n);
         for (int32_t id : ids)

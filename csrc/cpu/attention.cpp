@@ -124,12 +124,13 @@ void CpuAttention::run(const AttentionArgs& a, ThreadPool& pool, const CpuKernel
         const float* src = a.q + int64_t(it.t0 + r / it.nh) * a.q_stride + int64_t(it.h0 + r % it.nh) * d;
         for (int c = 0; c < d; ++c) sc.q[size_t(r) * d + c] = src[c] * a.scale;
       }
+      const size_t head_offset = size_t(row_size(a.kv_type, int64_t(it.g) * d));  // bytes into a cache row
       for (int kb = it.k0; kb < it.k1; kb += kAttnTile) {
         const int nk = std::min(kAttnTile, it.k1 - kb);
         // Pack the tile: K transposed (kt[c][j]) and V as rows, both float32.
         for (int j = 0; j < kAttnTile; ++j) {
           if (j < nk) {
-            const size_t at = size_t(kb + j) * kv_row_bytes + size_t(row_size(a.kv_type, int64_t(it.g) * d));
+            const size_t at = size_t(kb + j) * kv_row_bytes + head_offset;
             const uint8_t* kr = static_cast<const uint8_t*>(a.k_cache) + at;
             const uint8_t* vr = static_cast<const uint8_t*>(a.v_cache) + at;
             const float* kf = sc.row.data();

@@ -292,48 +292,8 @@ constexpr QuantDotFn dot_q5_0_q8_0_avx512 = quant_dot_avx512<Q5_0>;
 constexpr QuantDotFn dot_q5_1_q8_1_avx512 = quant_dot_avx512<Q5_1>;
 constexpr QuantDotFn dot_q8_0_q8_0_avx512 = quant_dot_avx512<Q8_0>;
 
-// ---------------------------------------------------------------- activation quantizers
-// std::round of v (ties away from zero) as an exact float integer: truncate
-// |v|, add 1 where the dropped fraction (exact) is at least one half.
-inline __m512 round_away(__m512 v) {
-  const __m512 a = _mm512_abs_ps(v);
-  const __m512 t = _mm512_roundscale_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-  const __mmask16 up = _mm512_cmp_ps_mask(_mm512_sub_ps(a, t), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
-  const __m512 r = _mm512_mask_add_ps(t, up, t, _mm512_set1_ps(1.0f));
-  return _mm512_or_ps(r, _mm512_and_ps(v, _mm512_set1_ps(-0.0f)));
-}
-
-// One block of 32 floats: the codes into qs, returns d (and the code sum via *sum).
-inline float quantize_block_q8(const float* x, int8_t* qs, int* sum) {
-  const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
-  const float d = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1))) / 127.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
-  const __m512 idv = _mm512_set1_ps(id);
-  const __m512i q0 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v0, idv)));
-  const __m512i q1 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v1, idv)));
-  if (sum) *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(qs), _mm512_cvtsepi32_epi8(q0));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + 16), _mm512_cvtsepi32_epi8(q1));
-  return d;
-}
-
-void quantize_row_q8_0_avx512(const float* x, void* vy, int64_t n) {
-  block_q8_0* y = static_cast<block_q8_0*>(vy);
-  for (int64_t i = 0; i < n / QK8_0; ++i) {
-    const float d = quantize_block_q8(x + i * QK8_0, y[i].qs, nullptr);
-    y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-  }
-}
-
-void quantize_row_q8_1_avx512(const float* x, void* vy, int64_t n) {
-  block_q8_1* y = static_cast<block_q8_1*>(vy);
-  for (int64_t i = 0; i < n / QK8_1; ++i) {
-    int sum;
-    const float d = quantize_block_q8(x + i * QK8_1, y[i].qs, &sum);
-    y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-    y[i].s = _cvtss_sh(float(sum) * d, _MM_FROUND_TO_NEAREST_INT);
-  }
-}
+// The Q8_0/Q8_1 activation quantizers are AVX2's (this level's table starts
+// as a copy of that one): quantizing a row costs n, the products n * rows.
 
 }  // namespace
 
@@ -343,8 +303,6 @@ void fill_quant_legacy_avx512(CpuKernels& k) {
   k.quant_dot[kQ5_0] = dot_q5_0_q8_0_avx512;
   k.quant_dot[kQ5_1] = dot_q5_1_q8_1_avx512;
   k.quant_dot[kQ8_0] = dot_q8_0_q8_0_avx512;
-  k.quantize_act[kActQ8_0] = quantize_row_q8_0_avx512;
-  k.quantize_act[kActQ8_1] = quantize_row_q8_1_avx512;
 }
 
 }  // namespace sc

@@ -18,6 +18,7 @@
 
 #include <cstring>
 
+#include "cpu/quant_dot_k_x86.h"
 #include "quant.h"
 
 namespace sc {
@@ -53,17 +54,6 @@ inline void set_group_scales(__m128i sc8, KBlock& b) {
     b.sc[c] = _mm256_shuffle_epi8(lo, ctrl);
     b.sc[c + 4] = _mm256_shuffle_epi8(hi, ctrl);
   }
-}
-
-// 8 six-bit scales and mins of Q4_K/Q5_K (12 packed bytes) as bytes.
-inline void unpack_scales_k4(const uint8_t* p, uint64_t* sc, uint64_t* m) {
-  uint32_t w[3];
-  std::memcpy(w, p, 12);
-  const uint32_t sc_lo = w[0] & 0x3f3f3f3fu, m_lo = w[1] & 0x3f3f3f3fu;
-  const uint32_t sc_hi = (w[2] & 0x0f0f0f0fu) | ((w[0] >> 2) & 0x30303030u);
-  const uint32_t m_hi = ((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 2) & 0x30303030u);
-  *sc = sc_lo | uint64_t(sc_hi) << 32;
-  *m = m_lo | uint64_t(m_hi) << 32;
 }
 
 // Q4_K/Q5_K groups are 32 wide: each scale and min covers two 16-groups.
@@ -128,18 +118,6 @@ inline void decode_q6_K(const block_q6_K& x, KBlock& b) {
   b.d = b.dm = _cvtsh_ss(x.d);
 }
 
-// Q3_K: 16 six-bit scales (stored +32) from 12 packed bytes, as int8.
-inline __m128i unpack_scales_q3(const uint8_t* p) {
-  uint32_t w[3];
-  std::memcpy(w, p, 12);
-  const uint32_t m4 = 0x0f0f0f0fu, m2 = 0x03030303u;
-  const uint32_t s0 = (w[0] & m4) | ((w[2] & m2) << 4);
-  const uint32_t s1 = (w[1] & m4) | (((w[2] >> 2) & m2) << 4);
-  const uint32_t s2 = ((w[0] >> 4) & m4) | (((w[2] >> 4) & m2) << 4);
-  const uint32_t s3 = ((w[1] >> 4) & m4) | (((w[2] >> 6) & m2) << 4);
-  return _mm_sub_epi8(_mm_setr_epi32(int(s0), int(s1), int(s2), int(s3)), _mm_set1_epi8(32));
-}
-
 // Q3_K levels are q + 4 in [0, 7] (2 low bits from qs, bit 2 from hmask);
 // the bias goes to the bsum term (coefficient 4 * sc, same factor d).
 inline void decode_q3_K(const block_q3_K& x, KBlock& b) {
@@ -198,10 +176,6 @@ inline __m256 dot_block(const KBlock& b, const block_q8_K& y, __m256 acc) {
     return _mm256_fmadd_ps(_mm256_set1_ps(y.d * b.d), _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, msum)), acc);
   acc = _mm256_fmadd_ps(_mm256_set1_ps(y.d * b.d), _mm256_cvtepi32_ps(isum), acc);
   return _mm256_fnmadd_ps(_mm256_set1_ps(y.d * b.dm), _mm256_cvtepi32_ps(msum), acc);
-}
-
-inline const block_q8_K* act_row(const void* acts, size_t stride, int a) {
-  return reinterpret_cast<const block_q8_K*>(static_cast<const uint8_t*>(acts) + size_t(a) * stride);
 }
 
 // Tokens per pass over the weight rows: their activation rows (292 bytes per
