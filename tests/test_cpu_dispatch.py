@@ -16,7 +16,7 @@ import pytest
 import make_checkpoint as mc  # tools/ (conftest puts it on sys.path)
 from conftest import VOCAB_DIR, require_path, truncated_tokenizer
 
-from starcoder_cpp import _core
+from starcoder_cpp import _testing
 from starcoder_cpp.convert import convert_checkpoint
 from starcoder_cpp.quantize import quantize_gguf
 
@@ -38,7 +38,7 @@ for path in sys.argv[1:]:
 print(json.dumps(out))
 """
 
-LEVELS = [lv for lv in _core.cpu_levels() if lv != "generic"]
+LEVELS = [lv for lv in _testing.cpu_levels() if lv != "generic"]
 PRESETS = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q6_k", "q5_k_m", "q4_k_m", "q3_k_m", "q2_k"]
 
 

@@ -1,6 +1,6 @@
 """The float kernels of every CPU level against the plain C++ reference.
 
-Each level this CPU can run is forced through the `_core.kernel_*` hooks and
+Each level this CPU can run is forced through the `_testing.kernel_*` hooks and
 held against "generic" (and, where the reference itself rounds badly, against
 a float64 computation): the prompt-path GEMM over odd shapes and column
 slices, GELU (tanh and erf), LayerNorm, and the decode-path dot products.
@@ -13,10 +13,10 @@ import math
 import numpy as np
 import pytest
 
-from starcoder_cpp import _core
+from starcoder_cpp import _testing
 
-LEVELS = [lv for lv in _core.cpu_levels() if lv != "generic"]
-ALL_LEVELS = _core.cpu_levels()
+LEVELS = [lv for lv in _testing.cpu_levels() if lv != "generic"]
+ALL_LEVELS = _testing.cpu_levels()
 
 
 def weights(rng, n_out, n_in, wtype):
@@ -53,9 +53,9 @@ def test_gemm_matches_float64_and_the_reference(level, wtype, shape):
     bias = rng.standard_normal(n_out).astype(np.float32)
     exact = x.astype(np.float64) @ w.T + bias
     bound = reassociation_bound(x, w) + 1e-6 * np.abs(bias)
-    ref = _core.kernel_gemm("generic", wtype, wb, n_out, n_in, x, bias)
+    ref = _testing.kernel_gemm("generic", wtype, wb, n_out, n_in, x, bias)
     for slice_ in (0, 1, 7, 40):  # thread slices of any width, tile-aligned or not
-        got = _core.kernel_gemm(level, wtype, wb, n_out, n_in, x, bias, slice_)
+        got = _testing.kernel_gemm(level, wtype, wb, n_out, n_in, x, bias, slice_)
         assert np.all(np.abs(got - exact) <= bound), f"slice {slice_}: max err {np.abs(got - exact).max()}"
         assert np.all(np.abs(got - ref) <= 2 * bound)
 
@@ -70,8 +70,8 @@ def test_gemm_without_bias_and_with_extreme_values(level):
     h = w.astype(np.float16)
     x = rng.standard_normal((n_tok, n_in)).astype(np.float32)
     x[2] = 0
-    ref = _core.kernel_gemm("generic", "f16", h.view(np.uint8).reshape(-1), n_out, n_in, x)
-    got = _core.kernel_gemm(level, "f16", h.view(np.uint8).reshape(-1), n_out, n_in, x)
+    ref = _testing.kernel_gemm("generic", "f16", h.view(np.uint8).reshape(-1), n_out, n_in, x)
+    got = _testing.kernel_gemm(level, "f16", h.view(np.uint8).reshape(-1), n_out, n_in, x)
     assert np.all(np.abs(got - ref) <= 2 * reassociation_bound(x, h.astype(np.float64)))
     assert np.all(got[2] == 0)
 
@@ -88,7 +88,7 @@ def test_backend_linear_prompt_and_decode_paths(n_threads, wtype):
     bias = rng.standard_normal(n_out).astype(np.float32)
     for n_tok in (1, 2, 3, 29):
         x = rng.standard_normal((n_tok, n_in)).astype(np.float32)
-        got = _core.linear(wb, wtype, n_out, n_in, x, bias, n_threads=n_threads)
+        got = _testing.linear(wb, wtype, n_out, n_in, x, bias, n_threads=n_threads)
         exact = x.astype(np.float64) @ w.T + bias
         assert np.all(np.abs(got - exact) <= reassociation_bound(x, w) + 1e-6 * np.abs(bias))
 
@@ -116,8 +116,8 @@ def gelu_float64(x, exact):
 @pytest.mark.parametrize("exact", [False, True])
 def test_gelu_matches_the_reference(level, exact):
     x = gelu_inputs()
-    ref = _core.kernel_gelu("generic", x, exact).astype(np.float64)
-    got = _core.kernel_gelu(level, x, exact).astype(np.float64)
+    ref = _testing.kernel_gelu("generic", x, exact).astype(np.float64)
+    got = _testing.kernel_gelu(level, x, exact).astype(np.float64)
     assert np.all(np.isfinite(got))
     # Where 1 + tanh (1 + erf) does not cancel, 1e-6 relative. Below, the
     # reference's own rounding of 1 + tanh(u) (half an ulp of 1, times x/2)
@@ -137,7 +137,7 @@ def test_gelu_is_accurate_in_the_negative_tail(level, exact):
     # the reference cancels: 3e-6 relative down to x = -5 (|y| ~ 1e-6).
     x = gelu_inputs()
     x = x[(x >= -5) & (x < 50)]
-    got = _core.kernel_gelu(level, x, exact).astype(np.float64)
+    got = _testing.kernel_gelu(level, x, exact).astype(np.float64)
     truth = gelu_float64(x, exact)
     assert np.all(np.abs(got - truth) <= 3e-6 * np.abs(truth))
 
@@ -147,8 +147,8 @@ def test_gelu_is_accurate_in_the_negative_tail(level, exact):
 def test_gelu_tails(level, n):
     x = np.linspace(-4, 4, n).astype(np.float32)
     for exact in (False, True):
-        ref = _core.kernel_gelu("generic", x, exact)
-        got = _core.kernel_gelu(level, x, exact)
+        ref = _testing.kernel_gelu("generic", x, exact)
+        got = _testing.kernel_gelu(level, x, exact)
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
 
 
@@ -169,8 +169,8 @@ def test_layer_norm_matches_the_reference(level, n, kind):
         x[:] = 3.0
     gamma = (1 + 0.1 * rng.standard_normal(n)).astype(np.float32)
     beta = (0.1 * rng.standard_normal(n)).astype(np.float32)
-    ref = _core.kernel_layer_norm("generic", x, gamma, beta, 1e-5)
-    got = _core.kernel_layer_norm(level, x, gamma, beta, 1e-5)
+    ref = _testing.kernel_layer_norm("generic", x, gamma, beta, 1e-5)
+    got = _testing.kernel_layer_norm(level, x, gamma, beta, 1e-5)
     # 1e-6 of the output, or of gamma where the output is near zero
     assert np.all(np.abs(got - ref) <= 1e-6 * (np.abs(ref) + np.abs(gamma)))
 
@@ -188,16 +188,16 @@ def test_dot_kernels_match_the_reference(level, n):
     for n_tok in (1, 2):
         x = rng.standard_normal((n_tok, n)).astype(np.float32)
         for wtype, wv in (("f32", w), ("f16", h.view(np.uint16)), ("bf16", bf)):
-            ref = np.array(_core.kernel_dot4("generic", wtype, wv, x))
-            got = np.array(_core.kernel_dot4(level, wtype, wv, x))
+            ref = np.array(_testing.kernel_dot4("generic", wtype, wv, x))
+            got = np.array(_testing.kernel_dot4(level, wtype, wv, x))
             bound = reassociation_bound(x, np.abs(w) + 1e-3).reshape(-1)
             assert np.all(np.abs(got - ref) <= 2 * bound), (wtype, n_tok)
     a, b = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
-    _, d_ref = _core.kernel_vec("generic", "dot", a, b)
-    _, d_got = _core.kernel_vec(level, "dot", a, b)
+    _, d_ref = _testing.kernel_vec("generic", "dot", a, b)
+    _, d_got = _testing.kernel_vec(level, "dot", a, b)
     assert abs(d_got - d_ref) <= 2e-6 * np.abs(a * b).sum()
-    y_ref, _ = _core.kernel_vec("generic", "axpy", a, b, 0.37)
-    y_got, _ = _core.kernel_vec(level, "axpy", a, b, 0.37)
+    y_ref, _ = _testing.kernel_vec("generic", "axpy", a, b, 0.37)
+    y_got, _ = _testing.kernel_vec(level, "axpy", a, b, 0.37)
     np.testing.assert_allclose(y_got, y_ref, rtol=1e-6, atol=1e-7)
 
 
@@ -208,11 +208,11 @@ def test_softmax_exp_and_half_conversion_match_the_reference(level, n):
     s = (rng.standard_normal(n) * 10).astype(np.float32)
     s[0] = -200  # exp underflows to (almost) zero
     mx = float(s.max())
-    e_ref, sum_ref = _core.kernel_vec("generic", "exp_shift_sum", s, s, mx)
-    e_got, sum_got = _core.kernel_vec(level, "exp_shift_sum", s, s, mx)
+    e_ref, sum_ref = _testing.kernel_vec("generic", "exp_shift_sum", s, s, mx)
+    e_got, sum_got = _testing.kernel_vec(level, "exp_shift_sum", s, s, mx)
     np.testing.assert_allclose(e_got, e_ref, rtol=1e-6, atol=1e-37)
     assert abs(sum_got - sum_ref) <= 1e-6 * sum_ref
     h = rng.standard_normal(n).astype(np.float16)
     h[0] = np.float16(6e-8)  # subnormal half
     bits = h.view(np.uint16)
-    np.testing.assert_array_equal(_core.kernel_f16_to_f32(level, bits), h.astype(np.float32))
+    np.testing.assert_array_equal(_testing.kernel_f16_to_f32(level, bits), h.astype(np.float32))

@@ -10,20 +10,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from starcoder_cpp import _core
+from starcoder_cpp import _core, _testing
 
-LEVELS = [lv for lv in _core.cpu_levels() if lv != "generic"]
+LEVELS = [lv for lv in _testing.cpu_levels() if lv != "generic"]
 LEGACY = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0"]
 KQUANTS = ["q2_k", "q3_k", "q4_k", "q5_k", "q6_k"]
 
 
 def test_generic_level_is_always_available():
-    assert _core.cpu_levels()[0] == "generic"
+    assert _testing.cpu_levels()[0] == "generic"
 
 
 def test_an_unsupported_level_is_a_clear_error():
     with pytest.raises(ValueError, match="not supported"):
-        _core.kernel_quantize_act("sse9", "q8_0", np.zeros((1, 32), np.float32))
+        _testing.kernel_quantize_act("sse9", "q8_0", np.zeros((1, 32), np.float32))
 
 
 def random_rows(rng, n_rows, n, kind):
@@ -45,8 +45,8 @@ def random_rows(rng, n_rows, n, kind):
 def test_activation_quantizer_gives_the_reference_bytes(level, act, kind):
     rng = np.random.default_rng(7)
     x = random_rows(rng, 5, 1024, kind)
-    ref = _core.kernel_quantize_act("generic", act, x)
-    got = _core.kernel_quantize_act(level, act, x)
+    ref = _testing.kernel_quantize_act("generic", act, x)
+    got = _testing.kernel_quantize_act(level, act, x)
     assert got.tobytes() == ref.tobytes()
 
 
@@ -66,8 +66,8 @@ def test_quantized_matmul_equals_the_reference(level, wtype, n_act):
     w = rng.standard_normal((n_out, n_in)).astype(np.float32)
     wq = _core.quantize(w, wtype)
     x = random_rows(rng, n_act, n_in, "heavy")
-    ref = _core.kernel_quant_matmul("generic", wtype, wq, n_out, n_in, x)
-    got = _core.kernel_quant_matmul(level, wtype, wq, n_out, n_in, x)
+    ref = _testing.kernel_quant_matmul("generic", wtype, wq, n_out, n_in, x)
+    got = _testing.kernel_quant_matmul(level, wtype, wq, n_out, n_in, x)
     check_close(got, ref, x, np.abs(w).max())
 
 
@@ -83,8 +83,8 @@ def test_quantized_matmul_handles_extreme_weights(level, wtype):
     w[2] = np.sign(w[2]) * 65000.0 / 127
     wq = _core.quantize(w, wtype)
     x = random_rows(rng, 4, n_in, "normal")
-    ref = _core.kernel_quant_matmul("generic", wtype, wq, n_out, n_in, x)
-    got = _core.kernel_quant_matmul(level, wtype, wq, n_out, n_in, x)
+    ref = _testing.kernel_quant_matmul("generic", wtype, wq, n_out, n_in, x)
+    got = _testing.kernel_quant_matmul(level, wtype, wq, n_out, n_in, x)
     check_close(got, ref, x, np.abs(w).max())
 
 
@@ -127,7 +127,7 @@ def test_attention_tiles_equal_the_softmax_reference(level, case, kv, n_threads)
     v = rng.standard_normal((n_ctx, n_head_kv * d)).astype(np.float32)
     if kv == "f16":
         k, v = k.astype(np.float16), v.astype(np.float16)
-    got = _core.kernel_attention(level, q, k, v, n_past, n_head, n_head_kv, n_threads)
+    got = _testing.kernel_attention(level, q, k, v, n_past, n_head, n_head_kv, n_threads)
     ref = attention_reference(q, k, v, n_past, n_head, n_head_kv)
     assert np.abs(got - ref).max() < 2e-5
 
@@ -143,8 +143,8 @@ def test_legacy_matmul_handles_odd_block_counts(level, wtype, n_in):
     wq = _core.quantize(w, wtype)
     for n_act in (1, 2, 5, 9):
         x = random_rows(rng, n_act, n_in, "heavy")
-        ref = _core.kernel_quant_matmul("generic", wtype, wq, n_out, n_in, x)
-        got = _core.kernel_quant_matmul(level, wtype, wq, n_out, n_in, x)
+        ref = _testing.kernel_quant_matmul("generic", wtype, wq, n_out, n_in, x)
+        got = _testing.kernel_quant_matmul(level, wtype, wq, n_out, n_in, x)
         check_close(got, ref, x, np.abs(w).max())
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -156,8 +156,8 @@ def test_kquant_matmul_over_several_token_chunks(level, wtype):
     w = rng.standard_normal((n_out, n_in)).astype(np.float32)
     wq = _core.quantize(w, wtype)
     x = random_rows(rng, 70, n_in, "heavy")
-    ref = _core.kernel_quant_matmul("generic", wtype, wq, n_out, n_in, x)
-    got = _core.kernel_quant_matmul(level, wtype, wq, n_out, n_in, x)
+    ref = _testing.kernel_quant_matmul("generic", wtype, wq, n_out, n_in, x)
+    got = _testing.kernel_quant_matmul(level, wtype, wq, n_out, n_in, x)
     check_close(got, ref, x, np.abs(w).max())
 
 
@@ -172,6 +172,6 @@ def test_q8_k_quantizer_ties_and_opposite_extremes(level):
     x[2, 77] = -127.0
     x[3] = 0
     x[3, 255] = np.float32(-1e-30)
-    ref = _core.kernel_quantize_act("generic", "q8_k", x)
-    got = _core.kernel_quantize_act(level, "q8_k", x)
+    ref = _testing.kernel_quantize_act("generic", "q8_k", x)
+    got = _testing.kernel_quantize_act(level, "q8_k", x)
     assert got.tobytes() == ref.tobytes()

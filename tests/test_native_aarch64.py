@@ -47,10 +47,12 @@ def tool(name: str) -> str:
 def sources() -> list[Path]:
     # The kernel tables and everything they link against; the x86 SIMD files
     # are in the glob too (they compile to stubs on aarch64, as in a real build).
-    cpu = REPO / "csrc" / "cpu"
-    files = sorted(cpu.glob("kernels*.cpp")) + sorted(cpu.glob("quant_dot*.cpp")) + sorted(cpu.glob("attention*.cpp"))
-    files += [cpu / "thread_pool.cpp", REPO / "csrc" / "quant.cpp", REPO / "csrc" / "quant_k.cpp",
-              REPO / "csrc" / "tensor_types.cpp", REPO / "tests" / "native" / "check_kernels.cpp"]
+    csrc = REPO / "csrc"
+    cpu = csrc / "backend" / "cpu"
+    files = [cpu / "kernels.cpp", cpu / "quant_dot_ref.cpp", cpu / "attention.cpp"]
+    files += sorted((cpu / "arm").glob("*.cpp")) + sorted((cpu / "x86").glob("*.cpp"))
+    files += [csrc / "util" / "thread_pool.cpp", csrc / "format" / "quant.cpp", csrc / "format" / "quant_k.cpp",
+              csrc / "format" / "tensor_types.cpp", REPO / "tests" / "native" / "check_kernels.cpp"]
     return files
 
 

@@ -21,7 +21,7 @@ import make_checkpoint as mc  # tools/ (conftest puts it on sys.path)
 from conftest import TINY_MODEL_DIR, VOCAB_DIR, require, require_path, truncated_tokenizer
 
 import starcoder_cpp
-from starcoder_cpp import _core
+from starcoder_cpp import _core, _testing
 from starcoder_cpp.convert import ConversionError, convert_checkpoint
 from starcoder_cpp.gguf_writer import GGMLType, GGUFWriter
 from starcoder_cpp.quant_presets import PRESETS, QuantPlanError, normalize_preset, plan_tensor_types, use_more_bits
@@ -180,7 +180,7 @@ def test_wrong_sizes_are_clear_errors():
     with pytest.raises(ValueError, match="unknown tensor type 'q7_0'"):
         _core.quantize(x, "q7_0")
     with pytest.raises(ValueError, match="must be 144 bytes"):
-        _core.vec_dot(bytes(100), "q4_k", np.ones(256, np.float32))
+        _testing.vec_dot(bytes(100), "q4_k", np.ones(256, np.float32))
 
 
 # --------------------------------------------------------------------------- fused dot products
@@ -197,7 +197,7 @@ def test_linear_is_the_integer_dot_with_quantized_activations(t):
     wd = _core.dequantize(qw, t, w.shape).astype(np.float64)
     dt = _core.quant_types()[t]["dot_type"]
     xd = _core.dequantize(_core.quantize(x, dt), dt, x.shape).astype(np.float64)
-    y = _core.linear(qw, t, n_out, n_in, x, bias, 2)
+    y = _testing.linear(qw, t, n_out, n_in, x, bias, 2)
     ref = xd @ wd.T + bias
     scale = np.abs(xd) @ np.abs(wd).T
     if dt == "q8_1":
@@ -211,10 +211,10 @@ def test_linear_is_the_integer_dot_with_quantized_activations(t):
     assert np.abs(y - exact).max() < 0.02 * np.abs(exact).max()
     # one row at a time (vec_dot) gives the same numbers, and threads do not matter
     for r in (0, 17, 39):
-        assert _core.vec_dot(qw[r], t, x[2]) == pytest.approx(y[2, r] - bias[r], rel=1e-6, abs=1e-6)
-    assert np.array_equal(y, _core.linear(qw, t, n_out, n_in, x, bias, 1))
+        assert _testing.vec_dot(qw[r], t, x[2]) == pytest.approx(y[2, r] - bias[r], rel=1e-6, abs=1e-6)
+    assert np.array_equal(y, _testing.linear(qw, t, n_out, n_in, x, bias, 1))
     # one token or many: the same per-token results
-    assert np.array_equal(y[3:4], _core.linear(qw, t, n_out, n_in, x[3:4], bias, 1))
+    assert np.array_equal(y[3:4], _testing.linear(qw, t, n_out, n_in, x[3:4], bias, 1))
 
 
 @pytest.mark.parametrize("t", WEIGHT_TYPES + ["f16", "f32"])
@@ -228,7 +228,7 @@ def test_get_rows_dequantizes_single_rows(t):
     else:
         data = _core.quantize(w, t)
     full = _core.dequantize(data, t, w.shape)
-    rows = _core.get_rows(data, t, 50, 256, [7, 0, 49, 7])
+    rows = _testing.get_rows(data, t, 50, 256, [7, 0, 49, 7])
     assert np.array_equal(rows, full[[7, 0, 49, 7]])
 
 

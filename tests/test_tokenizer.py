@@ -252,7 +252,7 @@ def test_user_defined_tokens_are_parsed_even_without_special(tmp_path):
 
 
 def table_boundary_codepoints() -> list[int]:
-    inc = (REPO / "csrc" / "unicode_tables.inc").read_text()
+    inc = (REPO / "csrc" / "text" / "unicode_tables.inc").read_text()
     cps = set()
     for first, last in re.findall(r"\{0x([0-9A-F]+), 0x([0-9A-F]+), \d\}", inc):
         for cp in (int(first, 16) - 1, int(first, 16), int(last, 16), int(last, 16) + 1):
@@ -415,4 +415,4 @@ def test_unicode_tables_match_installed_tokenizers():
     spec.loader.exec_module(gen)
     expected = gen.render(gen.to_ranges(gen.probe_flags()), "")
     strip = lambda s: [l for l in s.splitlines() if "Measured on" not in l]  # noqa: E731
-    assert strip((REPO / "csrc" / "unicode_tables.inc").read_text()) == strip(expected)
+    assert strip((REPO / "csrc" / "text" / "unicode_tables.inc").read_text()) == strip(expected)

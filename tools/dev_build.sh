@@ -10,4 +10,4 @@ if [ ! -f "$dir/CMakeCache.txt" ]; then
     -DPython_EXECUTABLE="$(command -v python3)" -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" >/dev/null
 fi
 cmake --build "$dir" -j 2
-cp "$dir"/_core*.so python/starcoder_cpp/
+cp "$dir"/_core*.so "$dir"/_testing*.so python/starcoder_cpp/

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Generate csrc/unicode_tables.inc: the codepoint classes the pre-tokenizer needs.
+"""Generate csrc/text/unicode_tables.inc: the codepoint classes the pre-tokenizer needs.
 
 Usage:
-    python tools/gen_unicode_tables.py            # (re)write csrc/unicode_tables.inc
+    python tools/gen_unicode_tables.py            # (re)write csrc/text/unicode_tables.inc
     python tools/gen_unicode_tables.py --check    # exit 1 if the file is stale
 
 Source of truth
@@ -57,7 +57,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-OUT_PATH = REPO / "csrc" / "unicode_tables.inc"
+OUT_PATH = REPO / "csrc" / "text" / "unicode_tables.inc"
 
 OTHER, LETTER, NUMBER, SPACE = 0, 1, 2, 3
 NUMERIC_SPLIT = 4

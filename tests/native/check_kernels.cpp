@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
-#include "cpu/attention.h"
-#include "cpu/kernels.h"
-#include "quant.h"
-#include "tensor_types.h"
+#include "backend/cpu/attention.h"
+#include "backend/cpu/kernels.h"
+#include "format/quant.h"
+#include "format/tensor_types.h"
 
 using namespace sc;
 

@@ -1,0 +1,13 @@
+// The CPU backend: host memory, the kernel table of the best instruction-set
+// level this CPU runs (backend/cpu/kernels.h), and a pool of worker threads.
+#pragma once
+#include <memory>
+
+#include "backend/backend.h"
+
+namespace sc {
+
+// n_threads: worker threads including the caller (> 0; the registry resolves 0).
+std::unique_ptr<Backend> make_cpu_backend(int n_threads);
+
+}  // namespace sc

@@ -1,0 +1,150 @@
+// Inner loops of the CPU backend, one table per instruction-set level.
+// Each SIMD variant sits beside the plain C++ reference and is tested equal
+// to it (within float reassociation). The level is chosen once at start-up
+// from cpuid (x86-64) or the auxiliary vector (aarch64); STARCODER_CPU=
+// generic|avx2|avx512 (x86-64) or generic|neon|neon_dotprod (aarch64) forces
+// a lower one.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "format/tensor_types.h"
+
+namespace sc {
+
+// Quantized weights (formats in quant.h), a small GEMM:
+//   out[a * out_stride + r] = w_r . act_a   for r < n_w, a < n_act
+// with weight rows w_stride bytes apart and activation rows act_stride bytes
+// apart, each already quantized into the weight type's vec_dot_type (Q8_0,
+// Q8_1 or Q8_K). One call gets a thread's whole slice of rows and every
+// token, so a kernel may tile both (decode: n_act = 1; prompt: many).
+using QuantDotFn = void (*)(int64_t n, const void* w, size_t w_stride, int n_w, const void* acts, size_t act_stride,
+                            int n_act, float* out, size_t out_stride);
+// n floats -> one activation row of an activation type (Q8_0, Q8_1, Q8_K).
+using QuantizeActFn = void (*)(const float* x, void* y, int64_t n);
+
+// Slots of the per-type tables below, one per weight type with a dot product.
+enum QuantSlot { kQ4_0, kQ4_1, kQ5_0, kQ5_1, kQ8_0, kQ2_K, kQ3_K, kQ4_K, kQ5_K, kQ6_K, kQuantSlots };
+enum ActSlot { kActQ8_0, kActQ8_1, kActQ8_K, kActSlots };
+// -1 when t has no slot (float types, activation-only types).
+int quant_slot(TensorType t);
+int act_slot(TensorType t);
+
+struct CpuKernels {
+  const char* level;
+  // sum_i a[i] * b[i]
+  float (*dot_f32)(const float* a, const float* b, int64_t n);
+  // out[r] = sum_i w[r][i] * x[i] for 4 rows at once (x loaded once for all 4).
+  void (*dot4_f32)(const float* w0, const float* w1, const float* w2, const float* w3, const float* x, int64_t n,
+                   float* out);
+  // The same for two activation rows: out[0..3] for x0, out[4..7] for x1
+  // (8 independent accumulators keep both FMA units busy). No longer used
+  // by the backend, whose prompt path is the GEMM below; kept with its tests.
+  void (*dot4x2_f32)(const float* w0, const float* w1, const float* w2, const float* w3, const float* x0,
+                     const float* x1, int64_t n, float* out);
+  // dot4_f32 with the 4 weight rows stored as IEEE half, converted in
+  // registers (decode: the weights are read once, so no f32 copy is made).
+  void (*dot4_f16)(const uint16_t* w0, const uint16_t* w1, const uint16_t* w2, const uint16_t* w3, const float* x,
+                   int64_t n, float* out);
+  // The same for bfloat16 rows.
+  void (*dot4_bf16)(const uint16_t* w0, const uint16_t* w1, const uint16_t* w2, const uint16_t* w3, const float* x,
+                    int64_t n, float* out);
+  // y += a * x
+  void (*axpy_f32)(float* y, float a, const float* x, int64_t n);
+  // x[i] = exp(x[i] - max) in place; returns the sum (softmax numerator).
+  float (*exp_shift_sum)(float* x, int64_t n, float max);
+  // IEEE half -> float for a row.
+  void (*f16_to_f32)(const uint16_t* src, float* dst, int64_t n);
+
+  // ---- GELU and LayerNorm ----
+  // In place, x[i] = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (gelu_pytorch_tanh).
+  void (*gelu_tanh)(float* x, int64_t n);
+  // In place, x[i] = 0.5 x (1 + erf(x / sqrt(2))).
+  void (*gelu_erf)(float* x, int64_t n);
+  // One row: y = (x - mean) / sqrt(var + eps) * gamma + beta (biased variance).
+  void (*layer_norm)(const float* x, const float* gamma, const float* beta, int64_t n, float eps, float* y);
+
+  // ---- float GEMM of the prompt path (F32/F16/BF16 weights), see gemm_columns ----
+  // Register tile of this level: gemm_mr tokens x gemm_nr outputs.
+  int gemm_mr, gemm_nr;
+  // Packs weight rows [0, n_rows) (n_rows <= nr, stored as t = F32, F16 or
+  // BF16, row_bytes apart), columns [k0, k0 + kc), as float32 into a K-major
+  // panel: panel[k * nr + j] = w[j][k0 + k]; rows n_rows..nr-1 are zero.
+  void (*gemm_pack_w)(TensorType t, const uint8_t* w, size_t row_bytes, int n_rows, int64_t k0, int64_t kc, int nr,
+                      float* panel);
+  // Packs activation rows [0, n_rows) (n_rows <= mr, ldx floats apart, n
+  // long) into a K-major panel: panel[k * mr + i] = x[i][k]; rows n_rows..mr-1
+  // are zero.
+  void (*gemm_pack_x_panel)(const float* x, int64_t ldx, int n_rows, int64_t n, int mr, float* panel);
+  // One tile over kc steps of K, from a packed activation panel
+  // a[k * gemm_mr + i] (token i) and a packed weight panel b[k * gemm_nr + j]:
+  //   c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0) + sum_k a[k][i] * b[k][j]
+  // for i < m <= gemm_mr, j < n <= gemm_nr (the rest of the tile is not stored).
+  void (*gemm_tile)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int m, int n, bool accumulate);
+
+  // Quantized dot products by QuantSlot, activation quantizers by ActSlot.
+  QuantDotFn quant_dot[kQuantSlots];
+  QuantizeActFn quantize_act[kActSlots];
+  // Attention tiles (cpu/attention.h, kAttnTile keys each):
+  // s[i][j] = q_i . k_j for i < m, with the key tile transposed (kt[c][j]);
+  void (*attn_qk_tile)(const float* q, int m, int d, const float* kt, float* s);
+  // o_i += sum_{j < nk} p[i][j] v_j (p rows kAttnTile apart, v/o rows d apart).
+  void (*attn_pv_tile)(const float* p, int m, int nk, const float* v, int d, float* o);
+};
+
+// The kernels chosen at start-up (best level, or the one STARCODER_CPU asks for).
+const CpuKernels& cpu_kernels();
+const CpuKernels& generic_kernels();
+// By name ("generic", "avx2", "avx512", "neon", "neon_dotprod"); nullptr if unknown or this CPU (or
+// this build) cannot run that level.
+const CpuKernels* kernels_for_level(const char* name);
+// The levels this CPU can run, lowest first ("generic" always).
+const char* const* supported_levels();
+
+// ---- the prompt-path GEMM driver (kernels.cpp), over one level's kernels ----
+//   y[t * ldy + o] = sum_k x[t][k] * w[o][k] (+ bias[o])
+// Activations are packed once per call (gemm_pack_x, shared by all threads);
+// then each thread computes a slice of output columns with gemm_columns,
+// which packs weight panels into its own scratch buffer (never a copy of the
+// whole matrix) and runs the level's register tile over cache blocks.
+// Floats of the packed activations (tokens rounded up to gemm_mr, times n_in).
+size_t gemm_packed_x_floats(const CpuKernels& k, int n_tokens, int64_t n_in);
+// Packs the token panels [p0, p1) (panel p: tokens p*mr .. p*mr+mr-1, zero
+// past n_tokens) of x [n_tokens, n_in], K-major per panel.
+void gemm_pack_x(const CpuKernels& k, const float* x, int n_tokens, int64_t n_in, int64_t p0, int64_t p1,
+                 float* packed);
+// Token panels of a call: n_tokens / gemm_mr, rounded up.
+int64_t gemm_panels_x(const CpuKernels& k, int n_tokens);
+// Floats of the per-thread scratch gemm_columns needs.
+size_t gemm_scratch_floats(const CpuKernels& k, int64_t n_in);
+// Output columns [o0, o1) for every token. w: n_out rows of n_in elements of
+// type t (F32, F16, BF16), row_bytes apart; bias may be null.
+void gemm_columns(const CpuKernels& k, TensorType t, const uint8_t* w, size_t row_bytes, int64_t n_in,
+                  const float* bias, const float* packed_x, int n_tokens, int64_t o0, int64_t o1, float* y,
+                  int64_t ldy, float* scratch);
+
+// ---- what the per-ISA files provide (each compiled with its own flags) ----
+// Whether the CPU and OS can run a level (false in a build without the file's flags).
+bool cpu_supports_avx2();    // AVX2 + FMA + F16C, YMM state saved
+bool cpu_supports_avx512();  // AVX-512 F/BW/DQ/VL + VNNI, ZMM state saved
+// Each fills its part of its level's table; a slot it leaves alone keeps the
+// kernel of the level below (avx512 starts from avx2, avx2 from generic).
+void fill_float_avx2(CpuKernels& k);           // kernels_avx2.cpp: the float kernels (dots, GEMM, GELU, LayerNorm)
+void fill_quant_legacy_avx2(CpuKernels& k);    // quant_dot_avx2.cpp: Q4_0..Q8_0, Q8_0/Q8_1 activations
+void fill_quant_k_avx2(CpuKernels& k);         // quant_dot_k_avx2.cpp: Q2_K..Q6_K, Q8_K activations
+void fill_float_avx512(CpuKernels& k);         // kernels_avx512.cpp
+void fill_quant_legacy_avx512(CpuKernels& k);  // quant_dot_avx512.cpp
+void fill_quant_k_avx512(CpuKernels& k);       // quant_dot_k_avx512.cpp
+void fill_attention_generic(CpuKernels& k);    // attention.cpp
+void fill_attention_avx2(CpuKernels& k);       // attention_avx2.cpp
+void fill_attention_avx512(CpuKernels& k);     // attention_avx512.cpp
+
+// ---- aarch64 (stubs elsewhere): neon starts from generic, neon_dotprod from neon ----
+// Advanced SIMD is mandatory on aarch64, so the neon level needs no check.
+bool cpu_supports_neon_dotprod();              // ARMv8.2 SDOT/UDOT (HWCAP_ASIMDDP, FEAT_DotProd)
+void fill_float_neon(CpuKernels& k);           // kernels_neon.cpp: the f32/f16 kernels
+void fill_quant_neon(CpuKernels& k);           // quant_dot_neon.cpp: quantized dots, Q8_0/Q8_1/Q8_K activations
+void fill_attention_neon(CpuKernels& k);       // attention_neon.cpp
+void fill_quant_neon_dotprod(CpuKernels& k);   // quant_dot_neon_dotprod.cpp: quantized dots with vdotq_s32
+
+}  // namespace sc

@@ -1,0 +1,301 @@
+// AVX2 + FMA + F16C quantized dot products: the k-quants Q2_K..Q6_K, Q8_K activations.
+// Each kernel computes what its reference in quant.cpp / quant_k.cpp computes
+// (integer sums per block are exact; only the float accumulation order may
+// differ). Compiled with this level's flags only; chosen at run time.
+//
+// Every weight super-block is first decoded in registers into one common
+// form (KBlock): its levels as unsigned bytes in element order (the u8
+// operand of maddubs), an int16 scale per 16-element group, and for the
+// offset part of the format (Q2_K/Q4_K/Q5_K mins, or the +32/+4 bias that
+// makes Q6_K/Q3_K levels unsigned) an int16 coefficient per group that is
+// applied to the activation's group sums (bsums):
+//   w . y = y.d * (d * sum_g sc_g * (u_g . y_g) - dm * sum_g m_g * bsum_g)
+// One decoded block then serves every activation row of a token chunk.
+#include "backend/cpu/kernels.h"
+
+#if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "backend/cpu/x86/quant_dot_k_x86.h"
+#include "format/quant.h"
+
+namespace sc {
+namespace {
+
+// A decoded super-block (see the file comment).
+struct KBlock {
+  __m256i q[8];   // u8 levels of elements 32c .. 32c+31
+  __m256i sc[8];  // int16 scales for maddubs(q[c], y): lanes 0-7 group 2c, lanes 8-15 group 2c+1
+  __m256i m;      // int16 coefficient of bsum_g for the 16 groups
+  float d, dm;
+};
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// Scale vectors from 16 int8 group scales (byte g = group g): chunk c gets
+// group 2c's scale in its low 128-bit lane and group 2c+1's in its high one.
+inline void set_group_scales(__m128i sc8, KBlock& b) {
+  const __m256i s16 = _mm256_cvtepi8_epi16(sc8);
+  const __m256i lo = _mm256_permute2x128_si256(s16, s16, 0x00);  // groups 0-7 in both lanes
+  const __m256i hi = _mm256_permute2x128_si256(s16, s16, 0x11);  // groups 8-15
+  for (int c = 0; c < 4; ++c) {
+    // int16 lane 2c of the low lane, 2c+1 of the high lane, repeated
+    const __m256i ctrl = _mm256_setr_m128i(_mm_set1_epi16(short(0x0100 + 0x0404 * c)),
+                                           _mm_set1_epi16(short(0x0302 + 0x0404 * c)));
+    b.sc[c] = _mm256_shuffle_epi8(lo, ctrl);
+    b.sc[c + 4] = _mm256_shuffle_epi8(hi, ctrl);
+  }
+}
+
+// Q4_K/Q5_K groups are 32 wide: each scale and min covers two 16-groups.
+inline void set_scales_k4(const uint8_t* packed, KBlock& b) {
+  uint64_t sc, m;
+  unpack_scales_k4(packed, &sc, &m);
+  const __m128i sc8 = _mm_cvtsi64_si128(int64_t(sc)), m8 = _mm_cvtsi64_si128(int64_t(m));
+  set_group_scales(_mm_unpacklo_epi8(sc8, sc8), b);
+  b.m = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+}
+
+inline void decode_q4_K(const block_q4_K& x, KBlock& b) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  for (int c = 0; c < 4; ++c) {
+    const __m256i v = load256(x.qs + 32 * c);
+    b.q[2 * c] = _mm256_and_si256(v, low4);
+    b.q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+  }
+  set_scales_k4(x.scales, b);
+  b.d = _cvtsh_ss(x.d);
+  b.dm = _cvtsh_ss(x.dmin);
+}
+
+// Bit k of each qh byte, moved to bit 4 (k is a constant after unrolling).
+inline __m256i q5_high_bit(__m256i qh, int k) {
+  const __m256i bit = _mm256_and_si256(qh, _mm256_set1_epi8(char(1 << k)));
+  return k <= 4 ? _mm256_slli_epi16(bit, 4 - k) : _mm256_srli_epi16(bit, k - 4);
+}
+
+inline void decode_q5_K(const block_q5_K& x, KBlock& b) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i qh = load256(x.qh);
+  for (int c = 0; c < 4; ++c) {
+    const __m256i v = load256(x.qs + 32 * c);
+    b.q[2 * c] = _mm256_or_si256(_mm256_and_si256(v, low4), q5_high_bit(qh, 2 * c));
+    b.q[2 * c + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4), q5_high_bit(qh, 2 * c + 1));
+  }
+  set_scales_k4(x.scales, b);
+  b.d = _cvtsh_ss(x.d);
+  b.dm = _cvtsh_ss(x.dmin);
+}
+
+// Q6_K levels are q + 32 in [0, 63]; the bias goes to the bsum term
+// (coefficient 32 * sc, same factor d).
+inline void decode_q6_K(const block_q6_K& x, KBlock& b) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  for (int h = 0; h < 2; ++h) {
+    const __m256i l0 = load256(x.ql + 64 * h), l1 = load256(x.ql + 64 * h + 32);
+    const __m256i qh = load256(x.qh + 32 * h);
+    b.q[4 * h] = _mm256_or_si256(_mm256_and_si256(l0, low4),
+                                 _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x03)), 4));
+    b.q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l1, low4),
+                                     _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x0C)), 2));
+    b.q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4),
+                                     _mm256_and_si256(qh, _mm256_set1_epi8(0x30)));
+    b.q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
+                                     _mm256_srli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(char(0xC0))), 2));
+  }
+  const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales));
+  set_group_scales(sc8, b);
+  b.m = _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc8), 5);
+  b.d = b.dm = _cvtsh_ss(x.d);
+}
+
+// Q3_K levels are q + 4 in [0, 7] (2 low bits from qs, bit 2 from hmask);
+// the bias goes to the bsum term (coefficient 4 * sc, same factor d).
+inline void decode_q3_K(const block_q3_K& x, KBlock& b) {
+  const __m256i three = _mm256_set1_epi8(3);
+  const __m256i hm = load256(x.hmask);
+  for (int h = 0; h < 2; ++h) {
+    const __m256i v = load256(x.qs + 32 * h);
+    for (int s = 0; s < 4; ++s) {
+      const int g = 4 * h + s;
+      const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(v, 2 * s), three);
+      const __m256i bit = _mm256_and_si256(hm, _mm256_set1_epi8(char(1 << g)));  // -> bit 2
+      const __m256i hi = g <= 2 ? _mm256_slli_epi16(bit, 2 - g) : _mm256_srli_epi16(bit, g - 2);
+      b.q[g] = _mm256_or_si256(lo, hi);
+    }
+  }
+  const __m128i sc8 = unpack_scales_q3(x.scales);
+  set_group_scales(sc8, b);
+  b.m = _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc8), 2);
+  b.d = b.dm = _cvtsh_ss(x.d);
+}
+
+inline void decode_q2_K(const block_q2_K& x, KBlock& b) {
+  const __m256i three = _mm256_set1_epi8(3);
+  for (int h = 0; h < 2; ++h) {
+    const __m256i v = load256(x.qs + 32 * h);
+    for (int s = 0; s < 4; ++s) b.q[4 * h + s] = _mm256_and_si256(_mm256_srli_epi16(v, 2 * s), three);
+  }
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales));
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  set_group_scales(_mm_and_si128(packed, low4), b);
+  b.m = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), low4));
+  b.d = _cvtsh_ss(x.d);
+  b.dm = _cvtsh_ss(x.dmin);
+}
+
+// Integer part of one block against one activation block: sum_g sc_g * (u_g . y_g)
+// in 8 int32 lanes, and the bsum term sum_g m_g * bsum_g likewise.
+inline __m256i block_isum(const KBlock& b, const int8_t* yq) {
+  __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+  for (int c = 0; c < 8; c += 2) {
+    // |u| <= 63, |y| <= 127: the int16 pair sums of maddubs cannot saturate
+    s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(b.q[c], load256(yq + 32 * c)), b.sc[c]));
+    s1 = _mm256_add_epi32(s1,
+                          _mm256_madd_epi16(_mm256_maddubs_epi16(b.q[c + 1], load256(yq + 32 * c + 32)), b.sc[c + 1]));
+  }
+  return _mm256_add_epi32(s0, s1);
+}
+
+// acc += w . y for one decoded block. kSameScale: the bsum term has factor d
+// too (Q3_K, Q6_K), so it is subtracted in integers.
+template <bool kSameScale>
+inline __m256 dot_block(const KBlock& b, const block_q8_K& y, __m256 acc) {
+  const __m256i isum = block_isum(b, y.qs);
+  const __m256i msum = _mm256_madd_epi16(load256(y.bsums), b.m);
+  if (kSameScale)
+    return _mm256_fmadd_ps(_mm256_set1_ps(y.d * b.d), _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, msum)), acc);
+  acc = _mm256_fmadd_ps(_mm256_set1_ps(y.d * b.d), _mm256_cvtepi32_ps(isum), acc);
+  return _mm256_fnmadd_ps(_mm256_set1_ps(y.d * b.dm), _mm256_cvtepi32_ps(msum), acc);
+}
+
+// Tokens per pass over the weight rows: their activation rows (292 bytes per
+// 256 inputs) stay in L2 while the rows stream past, each block decoded once
+// per pass.
+constexpr int kTokenChunk = 32;
+
+template <typename Block, void (*Decode)(const Block&, KBlock&), bool kSameScale>
+void dot_k_q8_K(int64_t n, const void* w, size_t w_stride, int n_w, const void* acts, size_t act_stride, int n_act,
+                float* out, size_t out_stride) {
+  const int64_t nb = n / QK_K;
+  const auto row = [&](int r) {
+    return reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w) + size_t(r) * w_stride);
+  };
+  if (n_act == 1) {  // decode: one pass, the block stays in registers
+    const block_q8_K* y = act_row(acts, act_stride, 0);
+    for (int r = 0; r < n_w; ++r) {
+      const Block* x = row(r);
+      __m256 acc = _mm256_setzero_ps();
+      for (int64_t i = 0; i < nb; ++i) {
+        KBlock b;
+        Decode(x[i], b);
+        acc = dot_block<kSameScale>(b, y[i], acc);
+      }
+      out[r] = hsum(acc);
+    }
+    return;
+  }
+  KBlock b;
+  __m256 acc[kTokenChunk];
+  for (int t0 = 0; t0 < n_act; t0 += kTokenChunk) {
+    const int nt = n_act - t0 < kTokenChunk ? n_act - t0 : kTokenChunk;
+    for (int r = 0; r < n_w; ++r) {
+      const Block* x = row(r);
+      for (int t = 0; t < nt; ++t) acc[t] = _mm256_setzero_ps();
+      for (int64_t i = 0; i < nb; ++i) {
+        Decode(x[i], b);
+        for (int t = 0; t < nt; ++t) acc[t] = dot_block<kSameScale>(b, act_row(acts, act_stride, t0 + t)[i], acc[t]);
+      }
+      for (int t = 0; t < nt; ++t) out[size_t(t0 + t) * out_stride + size_t(r)] = hsum(acc[t]);
+    }
+  }
+}
+
+// Q8_K activations, byte for byte as quantize_row_q8_K_ref: the scale comes
+// from the first element of largest magnitude, levels are round-to-nearest-
+// even of iscale * x (cvtps under the default rounding mode, as nearest_int).
+void quantize_row_q8_K_avx2(const float* x, void* vy, int64_t k) {
+  block_q8_K* y = static_cast<block_q8_K*>(vy);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  const __m256i ones8 = _mm256_set1_epi8(1);
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  for (int64_t i = 0; i < k / QK_K; ++i, x += QK_K) {
+    // |x| first: max_ps returns its second operand when one is NaN, and NaNs are skipped as in the reference
+    __m256 mx = _mm256_setzero_ps();
+    for (int j = 0; j < QK_K; j += 8) mx = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)), mx);
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    block_q8_K& b = y[i];
+    if (amax == 0.0f) {
+      std::memset(&b, 0, sizeof(b));
+      continue;
+    }
+    const __m256 vamax = _mm256_set1_ps(amax);
+    int first = 0;
+    for (int j = 0; j < QK_K; j += 8) {
+      const __m256 ax = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j));
+      const int hit = _mm256_movemask_ps(_mm256_cmp_ps(ax, vamax, _CMP_EQ_OQ));
+      if (hit) {
+        first = j + __builtin_ctz(unsigned(hit));
+        break;
+      }
+    }
+    const float iscale = -127.f / x[first];
+    const __m256 vis = _mm256_set1_ps(iscale);
+    __m256i sums[8];
+    for (int j = 0; j < QK_K; j += 32) {
+      const __m256i v0 = _mm256_cvtps_epi32(_mm256_mul_ps(vis, _mm256_loadu_ps(x + j)));
+      const __m256i v1 = _mm256_cvtps_epi32(_mm256_mul_ps(vis, _mm256_loadu_ps(x + j + 8)));
+      const __m256i v2 = _mm256_cvtps_epi32(_mm256_mul_ps(vis, _mm256_loadu_ps(x + j + 16)));
+      const __m256i v3 = _mm256_cvtps_epi32(_mm256_mul_ps(vis, _mm256_loadu_ps(x + j + 24)));
+      // saturating packs clamp at 127 as min(127, .) does (|levels| <= 127 otherwise)
+      const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(v0, v1), _mm256_packs_epi32(v2, v3));
+      const __m256i q = _mm256_permutevar8x32_epi32(p, order);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(b.qs + j), q);
+      // int32 sums of 4 bytes: 4 per 16-group, group j/16 in the low lane, j/16+1 in the high one
+      sums[j / 32] = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q), ones16);
+    }
+    for (int h = 0; h < 2; ++h) {
+      const __m256i* s = sums + 4 * h;
+      // lanes: groups 0,2,4,6 | 1,3,5,7 (of this half) -> in order
+      const __m256i g = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+      const __m256i gs = _mm256_permutevar8x32_epi32(g, order);
+      const __m128i g16 = _mm_packs_epi32(_mm256_castsi256_si128(gs), _mm256_extracti128_si256(gs, 1));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(b.bsums + 8 * h), g16);
+    }
+    b.d = 1 / iscale;
+  }
+}
+
+}  // namespace
+
+void fill_quant_k_avx2(CpuKernels& k) {
+  k.quant_dot[kQ2_K] = dot_k_q8_K<block_q2_K, decode_q2_K, false>;
+  k.quant_dot[kQ3_K] = dot_k_q8_K<block_q3_K, decode_q3_K, true>;
+  k.quant_dot[kQ4_K] = dot_k_q8_K<block_q4_K, decode_q4_K, false>;
+  k.quant_dot[kQ5_K] = dot_k_q8_K<block_q5_K, decode_q5_K, false>;
+  k.quant_dot[kQ6_K] = dot_k_q8_K<block_q6_K, decode_q6_K, true>;
+  k.quantize_act[kActQ8_K] = quantize_row_q8_K_avx2;
+}
+
+}  // namespace sc
+
+#else
+
+namespace sc {
+void fill_quant_k_avx2(CpuKernels&) {}
+}  // namespace sc
+
+#endif

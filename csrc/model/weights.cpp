@@ -1,0 +1,99 @@
+#include "model/weights.h"
+
+#include <cstring>
+#include <string>
+
+#include "util/errors.h"
+
+namespace sc {
+namespace {
+
+const GGUFTensor& require(const GGUFFile& f, const std::string& name) {
+  const GGUFTensor* t = f.find_tensor(name);
+  if (!t) throw ModelError(f.path() + ": missing tensor '" + name + "'");
+  return *t;
+}
+
+std::string shape_str(const GGUFTensor& t) {
+  std::string s = "[";
+  for (int d = 0; d < t.n_dims; ++d) s += (d ? ", " : "") + std::to_string(t.ne[d]);
+  return s + "]";
+}
+
+Weight matrix(const GGUFFile& f, Backend& be, const std::string& name, int64_t n_in, int64_t n_out) {
+  const GGUFTensor& t = require(f, name);
+  if (t.n_dims != 2 || t.ne[0] != n_in || t.ne[1] != n_out)
+    throw ModelError(f.path() + ": tensor '" + name + "' has shape " + shape_str(t) + ", expected [" +
+                     std::to_string(n_in) + ", " + std::to_string(n_out) + "]");
+  if (!be.supports(t.type))
+    throw ModelError(f.path() + ": tensor '" + name + "' has type " + tensor_type_name(t.type) + ", which the " +
+                     be.name() + " backend cannot run");
+  HostMatrix m;
+  m.type = t.type;
+  m.n_in = n_in;
+  m.n_out = n_out;
+  m.data = t.data;
+  return be.prepare_weight(m);
+}
+
+// A 1-D parameter (norm or bias) as float32 in backend memory.
+BufferPtr vector_f32(const GGUFFile& f, Backend& be, const std::string& name, int64_t n, bool optional = false) {
+  const GGUFTensor* t = f.find_tensor(name);
+  if (!t) {
+    if (optional) return nullptr;
+    throw ModelError(f.path() + ": missing tensor '" + name + "'");
+  }
+  if (t->n_elements() != n || t->ne[0] != n)
+    throw ModelError(f.path() + ": tensor '" + name + "' has shape " + shape_str(*t) + ", expected [" +
+                     std::to_string(n) + "]");
+  std::vector<float> host(static_cast<size_t>(n));
+  switch (t->type) {
+    case TensorType::F32: std::memcpy(host.data(), t->data, size_t(n) * 4); break;
+    case TensorType::F16:
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, t->data + 2 * i, 2);
+        host[size_t(i)] = fp16_to_fp32(h);
+      }
+      break;
+    default:
+      throw ModelError(f.path() + ": tensor '" + name + "' has type " + tensor_type_name(t->type) +
+                       "; 1-D tensors must be f32 or f16");
+  }
+  BufferPtr buf = be.alloc(size_t(n) * 4);
+  be.upload(*buf, 0, host.data(), size_t(n) * 4);
+  return buf;
+}
+
+}  // namespace
+
+ModelWeights load_weights(const GGUFFile& f, const HParams& hp, Backend& be) {
+  const int64_t E = hp.n_embd, F = hp.n_ff, V = hp.n_vocab, QKV = hp.qkv_dim();
+  ModelWeights w;
+  w.tok_embd = matrix(f, be, "token_embd.weight", E, V);
+  w.pos_embd = matrix(f, be, "position_embd.weight", E, hp.n_ctx_train);
+  w.out_norm_w = vector_f32(f, be, "output_norm.weight", E);
+  w.out_norm_b = vector_f32(f, be, "output_norm.bias", E);
+  if (f.find_tensor("output.weight")) w.output = matrix(f, be, "output.weight", E, V);
+
+  w.layers.resize(size_t(hp.n_layer));
+  for (int i = 0; i < hp.n_layer; ++i) {
+    const std::string p = "blk." + std::to_string(i) + ".";
+    LayerWeights& L = w.layers[size_t(i)];
+    L.attn_norm_w = vector_f32(f, be, p + "attn_norm.weight", E);
+    L.attn_norm_b = vector_f32(f, be, p + "attn_norm.bias", E);
+    L.attn_qkv = matrix(f, be, p + "attn_qkv.weight", E, QKV);
+    L.attn_qkv_b = vector_f32(f, be, p + "attn_qkv.bias", QKV, true);
+    L.attn_out = matrix(f, be, p + "attn_output.weight", E, E);
+    L.attn_out_b = vector_f32(f, be, p + "attn_output.bias", E, true);
+    L.ffn_norm_w = vector_f32(f, be, p + "ffn_norm.weight", E);
+    L.ffn_norm_b = vector_f32(f, be, p + "ffn_norm.bias", E);
+    L.ffn_up = matrix(f, be, p + "ffn_up.weight", E, F);
+    L.ffn_up_b = vector_f32(f, be, p + "ffn_up.bias", F, true);
+    L.ffn_down = matrix(f, be, p + "ffn_down.weight", F, E);
+    L.ffn_down_b = vector_f32(f, be, p + "ffn_down.bias", E, true);
+  }
+  return w;
+}
+
+}  // namespace sc

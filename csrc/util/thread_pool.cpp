@@ -1,0 +1,109 @@
+#include "util/thread_pool.h"
+
+#include <sched.h>
+
+#include <algorithm>
+#include <chrono>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define SC_CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define SC_CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define SC_CPU_RELAX() ((void)0)
+#endif
+
+namespace sc {
+namespace {
+// How long a worker keeps polling for the next job before it sleeps: long
+// enough to cover the gap between two ops of a decode step (and the Python
+// call between two tokens), short enough that an idle model frees the core.
+constexpr auto kSpinTime = std::chrono::microseconds(2000);
+}  // namespace
+
+int default_thread_count() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  const unsigned n = std::thread::hardware_concurrency();
+  return n > 0 ? int(n) : 1;
+}
+
+ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
+  for (int i = 1; i < n_threads_; ++i) threads_.emplace_back(&ThreadPool::worker, this, i);
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  start_cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+void ThreadPool::parallel_for(int64_t n, int64_t grain,
+                              const std::function<void(int64_t, int64_t, int)>& fn) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(1, grain);
+  const int64_t n_grains = (n + grain - 1) / grain;
+  const int n_used = int(std::min<int64_t>(n_threads_, n_grains));
+  const int64_t chunk = (n_grains + n_used - 1) / n_used * grain;
+  if (n_used == 1) {
+    fn(0, n, 0);
+    return;
+  }
+  job_ = &fn;
+  job_n_ = n;
+  job_chunk_ = chunk;
+  pending_.store(n_threads_ - 1);
+  generation_.fetch_add(1);  // publishes the job (seq_cst: ordered before the read of sleeping_)
+  if (sleeping_.load() > 0) {
+    // Taking the lock orders this wake-up after any sleeper's predicate check.
+    { std::lock_guard<std::mutex> lock(mu_); }
+    start_cv_.notify_all();
+  }
+  fn(0, std::min(n, chunk), 0);
+  // Spin for the others; after a while yield the core, in case a worker is
+  // waiting for it (more runnable threads than cores).
+  for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
+    if (i < 4096) SC_CPU_RELAX();
+    else std::this_thread::yield();
+  }
+  job_ = nullptr;
+}
+
+bool ThreadPool::wait_for_job(uint64_t seen) {
+  const auto until = std::chrono::steady_clock::now() + kSpinTime;
+  for (int i = 0;; ++i) {
+    if (generation_.load(std::memory_order_acquire) != seen) return true;
+    if (stop_.load()) return false;
+    if (i < 4096) {
+      SC_CPU_RELAX();
+    } else {
+      std::this_thread::yield();  // let a thread that has work run first
+      if (std::chrono::steady_clock::now() > until) break;
+    }
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  sleeping_.fetch_add(1);
+  start_cv_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+  sleeping_.fetch_sub(1);
+  return !stop_.load();
+}
+
+void ThreadPool::worker(int index) {
+  uint64_t seen = 0;
+  while (wait_for_job(seen)) {
+    seen = generation_.load(std::memory_order_acquire);
+    const int64_t n = job_n_, chunk = job_chunk_;
+    const int64_t begin = std::min(n, chunk * index), end = std::min(n, begin + chunk);
+    if (begin < end) (*job_)(begin, end, index);
+    pending_.fetch_sub(1, std::memory_order_release);
+  }
+}
+
+}  // namespace sc
