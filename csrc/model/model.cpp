@@ -7,6 +7,7 @@
 #include "backend/registry.h"
 #include "format/quant.h"
 #include "util/errors.h"
+#include "util/thread_pool.h"
 
 namespace sc {
 
@@ -42,6 +43,7 @@ Model::Model(const std::string& path, const ModelOptions& options) : opts_(optio
     throw std::invalid_argument("a q8_0 KV cache needs head_dim to be a multiple of 32; this model's is " +
                                 std::to_string(hp_.head_dim));
 
+  if (opts_.n_threads <= 0) opts_.n_threads = default_thread_count();
   BackendOptions bo;
   bo.name = opts_.backend;
   bo.n_threads = opts_.n_threads;

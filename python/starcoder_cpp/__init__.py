@@ -5,7 +5,7 @@
     >>> m.complete("def fibonacci(n):", max_tokens=16)
 """
 
-from ._core import ContextOverflowError, GGUFError, ModelError, inspect_gguf
+from ._core import BackendError, ContextOverflowError, GGUFError, ModelError, inspect_gguf
 from .model import Model, Tokenizer, demo_model_path
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "GGUFError",
     "ModelError",
     "ContextOverflowError",
+    "BackendError",
     "demo_model_path",
     "inspect_gguf",
 ]

@@ -41,7 +41,7 @@ def _type_choices():
 def _load(args):
     from .model import Model
 
-    return Model(args.model, n_ctx=args.n_ctx, n_threads=args.threads, kv_type=args.kv_type)
+    return Model(args.model, n_ctx=args.n_ctx, n_threads=args.threads, kv_type=args.kv_type, backend=args.backend)
 
 
 def _sampling_kwargs(args) -> dict:
@@ -169,6 +169,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--kv-type", choices=["f16", "f32", "q8_0"], default="f16",
                    help="KV cache element type (default f16)")
+    p.add_argument("--backend", choices=["cpu", "cuda", "auto"], default="cpu",
+                   help="where to run: cpu (default), cuda, or auto (the GPU when one works)")
 
 
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
@@ -260,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="show a model's shape and tensor types")
     p.add_argument("model", help="GGUF model file ('demo' for the demo model)")
+    p.add_argument("--backend", choices=["cpu", "cuda", "auto"], default="cpu", help="where to run (default cpu)")
     p.set_defaults(func=_cmd_info, n_ctx=None, threads=None, kv_type="f16")
     return parser
 

@@ -171,6 +171,9 @@ class Model:
     kv_type: the KV cache's element type, "f16" (default; half the memory and
     attention bandwidth, as llama.cpp), "f32" (float32 attention throughout)
     or "q8_0" (a quarter of f32; head_dim must be a multiple of 32).
+    backend: "cpu" (default), "cuda" (raises BackendError naming what is
+    missing when this build or machine cannot run it) or "auto" (the best
+    that works; info()["backend_note"] says why).
     """
 
     def __init__(
@@ -180,6 +183,7 @@ class Model:
         n_threads: int | None = None,
         n_batch: int = 512,
         kv_type: str = "f16",
+        backend: str = "cpu",
     ):
         n_ctx = _non_negative_int("n_ctx", n_ctx)
         n_threads = _non_negative_int("n_threads", n_threads)
@@ -189,7 +193,9 @@ class Model:
         self.path = _resolve_path(path)
         if kv_type not in ("f16", "f32", "q8_0"):
             raise ValueError(f"kv_type must be 'f16', 'f32' or 'q8_0', got {kv_type!r}")
-        self._m = _core.Model(self.path, n_ctx, n_threads, n_batch, kv_type)
+        if not isinstance(backend, str) or backend not in _core.backend_names():
+            raise ValueError(f"backend must be one of {_core.backend_names()}, got {backend!r}")
+        self._m = _core.Model(self.path, n_ctx, n_threads, n_batch, kv_type, backend)
 
     # --- tokens -----------------------------------------------------------
     def tokenize(self, text: str, special: bool = False) -> list[int]:
@@ -439,6 +445,7 @@ class Model:
             "n_head_kv": self.n_head_kv,
             "n_threads": self.n_threads,
             "backend": self._m.backend,
+            "backend_note": self._m.backend_note,
             "kv_type": self._m.kv_type,
             "tensor_types": types,
         }
