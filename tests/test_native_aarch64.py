@@ -108,7 +108,7 @@ def levels_and_choice(out: str) -> tuple[list[str], str]:
     return levels, chosen
 
 
-KERNELS = ["dot_f32", "dot4_f32", "dot4x2_f32", "dot4_f16", "axpy_f32", "exp_shift_sum", "f16_to_f32",
+KERNELS = ["dot_f32", "dot4_f32", "dot4_f16", "axpy_f32", "exp_shift_sum", "f16_to_f32",
            "quantize q8_0", "quantize q8_1", "quantize q8_K",
            "q8_0 x q8_0", "q4_0 x q8_0", "q4_1 x q8_1", "q5_0 x q8_0", "q5_1 x q8_1",
            "q2_K x q8_k", "q3_K x q8_k", "q4_K x q8_k", "q5_K x q8_k", "q6_K x q8_k",

@@ -1,7 +1,7 @@
 // Tensor element types, numbered as ggml numbers them (GGUF stores these ids).
 // Each type is a block of `block_size` elements stored in `type_size` bytes;
 // F32/F16/BF16 are blocks of one. The quantized block layouts themselves live
-// in quant.h (later); this table is what the file reader needs to validate sizes.
+// in format/quant_blocks.h; this table is what the file reader needs to validate sizes.
 #pragma once
 #include <cstddef>
 #include <cstdint>

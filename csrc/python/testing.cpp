@@ -218,11 +218,8 @@ void register_kernel_hooks(py::module_& m) {
         if (type == "f32") {
           FloatArray wf = w.cast<FloatArray>();
           const float* r = wf.data();
-          if (x.shape(0) == 2)
-            k.dot4x2_f32(r, r + n, r + 2 * n, r + 3 * n, x.data(), x.data() + n, n, out.data());
-          else
-            for (py::ssize_t t = 0; t < x.shape(0); ++t)
-              k.dot4_f32(r, r + n, r + 2 * n, r + 3 * n, x.data() + t * n, n, out.data() + 4 * t);
+          for (py::ssize_t t = 0; t < x.shape(0); ++t)
+            k.dot4_f32(r, r + n, r + 2 * n, r + 3 * n, x.data() + t * n, n, out.data() + 4 * t);
         } else if (type == "f16" || type == "bf16") {
           HalfArray wh = w.cast<HalfArray>();
           const uint16_t* r = wh.data();
@@ -236,8 +233,7 @@ void register_kernel_hooks(py::module_& m) {
       },
       py::arg("level"), py::arg("type"), py::arg("w"), py::arg("x"),
       "The 4-row dot products (decode path): w (4, n) as float32, or IEEE half or bfloat16 bits (uint16), "
-      "x (n_tok, n); "
-      "two f32 rows go through dot4x2_f32. Returns 4 * n_tok floats, token-major.");
+      "x (n_tok, n). Returns 4 * n_tok floats, token-major.");
 
   m.def(
       "kernel_vec",

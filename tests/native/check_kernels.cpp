@@ -66,11 +66,11 @@ double ratio(double diff, double bound) { return bound > 0 ? diff / bound : (dif
 void check_float(const CpuKernels& g, const CpuKernels& k) {
   const std::string lv = k.level;
   const int sizes[] = {1, 3, 4, 7, 8, 15, 16, 17, 31, 33, 64, 100, 259, 1024};
-  double w_dot = 0, w_dot4 = 0, w_dot4x2 = 0, w_f16 = 0, w_axpy = 0, w_exp = 0;
-  bool ok_dot = true, ok_dot4 = true, ok_dot4x2 = true, ok_f16 = true, ok_axpy = true, ok_exp = true;
+  double w_dot = 0, w_dot4 = 0, w_f16 = 0, w_axpy = 0, w_exp = 0;
+  bool ok_dot = true, ok_dot4 = true, ok_f16 = true, ok_axpy = true, ok_exp = true;
   for (int n : sizes) {
     for (int kind = 0; kind < 3; ++kind) {
-      std::vector<float> w[4], x0 = random_floats(size_t(n), kind), x1 = random_floats(size_t(n), 1);
+      std::vector<float> w[4], x0 = random_floats(size_t(n), kind);
       std::vector<uint16_t> h[4];
       for (int r = 0; r < 4; ++r) {
         w[r] = random_floats(size_t(n), r == 3 ? 1 : 0);
@@ -88,7 +88,7 @@ void check_float(const CpuKernels& g, const CpuKernels& k) {
         w_dot = std::max(w_dot, r);
         ok_dot &= r <= 1;
       }
-      // dot4_f32 / dot4x2_f32
+      // dot4_f32
       {
         float a[8], b[8];
         k.dot4_f32(w[0].data(), w[1].data(), w[2].data(), w[3].data(), x0.data(), n, a);
@@ -97,14 +97,6 @@ void check_float(const CpuKernels& g, const CpuKernels& k) {
           const double q = ratio(std::fabs(double(a[r]) - b[r]), 1e-5 * abs_dot(w[r].data(), x0.data()) + 1e-30);
           w_dot4 = std::max(w_dot4, q);
           ok_dot4 &= q <= 1;
-        }
-        k.dot4x2_f32(w[0].data(), w[1].data(), w[2].data(), w[3].data(), x0.data(), x1.data(), n, a);
-        g.dot4x2_f32(w[0].data(), w[1].data(), w[2].data(), w[3].data(), x0.data(), x1.data(), n, b);
-        for (int r = 0; r < 8; ++r) {
-          const double q = ratio(std::fabs(double(a[r]) - b[r]),
-                                 1e-5 * abs_dot(w[r % 4].data(), r < 4 ? x0.data() : x1.data()) + 1e-30);
-          w_dot4x2 = std::max(w_dot4x2, q);
-          ok_dot4x2 &= q <= 1;
         }
       }
       // dot4_f16
@@ -150,7 +142,6 @@ void check_float(const CpuKernels& g, const CpuKernels& k) {
   }
   report(ok_dot, lv, "dot_f32 n=1..1024", w_dot);
   report(ok_dot4, lv, "dot4_f32 n=1..1024", w_dot4);
-  report(ok_dot4x2, lv, "dot4x2_f32 n=1..1024", w_dot4x2);
   report(ok_f16, lv, "dot4_f16 n=1..1024", w_f16);
   report(ok_axpy, lv, "axpy_f32 n=1..1024", w_axpy);
   report(ok_exp, lv, "exp_shift_sum n=1..1024", w_exp);

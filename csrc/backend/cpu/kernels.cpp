@@ -37,12 +37,6 @@ void dot4_f32_ref(const float* w0, const float* w1, const float* w2, const float
   out[3] = dot_f32_ref(w3, x, n);
 }
 
-void dot4x2_f32_ref(const float* w0, const float* w1, const float* w2, const float* w3, const float* x0,
-                    const float* x1, int64_t n, float* out) {
-  dot4_f32_ref(w0, w1, w2, w3, x0, n, out);
-  dot4_f32_ref(w0, w1, w2, w3, x1, n, out + 4);
-}
-
 void f16_to_f32_ref(const uint16_t* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(src[i]);
 }
@@ -166,7 +160,6 @@ CpuKernels make_generic() {
   k.level = "generic";
   k.dot_f32 = dot_f32_ref;
   k.dot4_f32 = dot4_f32_ref;
-  k.dot4x2_f32 = dot4x2_f32_ref;
   k.dot4_f16 = dot4_half_ref<fp16_to_fp32>;
   k.dot4_bf16 = dot4_half_ref<bf16_to_fp32>;
   k.axpy_f32 = axpy_f32_ref;

@@ -37,11 +37,6 @@ struct CpuKernels {
   // out[r] = sum_i w[r][i] * x[i] for 4 rows at once (x loaded once for all 4).
   void (*dot4_f32)(const float* w0, const float* w1, const float* w2, const float* w3, const float* x, int64_t n,
                    float* out);
-  // The same for two activation rows: out[0..3] for x0, out[4..7] for x1
-  // (8 independent accumulators keep both FMA units busy). No longer used
-  // by the backend, whose prompt path is the GEMM below; kept with its tests.
-  void (*dot4x2_f32)(const float* w0, const float* w1, const float* w2, const float* w3, const float* x0,
-                     const float* x1, int64_t n, float* out);
   // dot4_f32 with the 4 weight rows stored as IEEE half, converted in
   // registers (decode: the weights are read once, so no f32 copy is made).
   void (*dot4_f16)(const uint16_t* w0, const uint16_t* w1, const uint16_t* w2, const uint16_t* w3, const float* x,

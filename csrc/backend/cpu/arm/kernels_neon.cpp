@@ -54,34 +54,6 @@ void dot4_f32_neon(const float* w0, const float* w1, const float* w2, const floa
   out[3] = s3;
 }
 
-void dot4x2_f32_neon(const float* w0, const float* w1, const float* w2, const float* w3, const float* x0,
-                     const float* x1, int64_t n, float* out) {
-  float32x4_t a0 = vdupq_n_f32(0.f), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-  int64_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const float32x4_t xa = vld1q_f32(x0 + i), xb = vld1q_f32(x1 + i);
-    const float32x4_t v0 = vld1q_f32(w0 + i), v1 = vld1q_f32(w1 + i);
-    const float32x4_t v2 = vld1q_f32(w2 + i), v3 = vld1q_f32(w3 + i);
-    a0 = vfmaq_f32(a0, v0, xa);
-    b0 = vfmaq_f32(b0, v0, xb);
-    a1 = vfmaq_f32(a1, v1, xa);
-    b1 = vfmaq_f32(b1, v1, xb);
-    a2 = vfmaq_f32(a2, v2, xa);
-    b2 = vfmaq_f32(b2, v2, xb);
-    a3 = vfmaq_f32(a3, v3, xa);
-    b3 = vfmaq_f32(b3, v3, xb);
-  }
-  float s[8] = {vaddvq_f32(a0), vaddvq_f32(a1), vaddvq_f32(a2), vaddvq_f32(a3),
-                vaddvq_f32(b0), vaddvq_f32(b1), vaddvq_f32(b2), vaddvq_f32(b3)};
-  const float* w[4] = {w0, w1, w2, w3};
-  for (; i < n; ++i)
-    for (int r = 0; r < 4; ++r) {
-      s[r] += w[r][i] * x0[i];
-      s[4 + r] += w[r][i] * x1[i];
-    }
-  for (int j = 0; j < 8; ++j) out[j] = s[j];
-}
-
 void dot4_f16_neon(const uint16_t* w0, const uint16_t* w1, const uint16_t* w2, const uint16_t* w3, const float* x,
                    int64_t n, float* out) {
   const uint16_t* w[4] = {w0, w1, w2, w3};
@@ -166,7 +138,6 @@ void f16_to_f32_neon(const uint16_t* src, float* dst, int64_t n) {
 void fill_float_neon(CpuKernels& k) {
   k.dot_f32 = dot_f32_neon;
   k.dot4_f32 = dot4_f32_neon;
-  k.dot4x2_f32 = dot4x2_f32_neon;
   k.dot4_f16 = dot4_f16_neon;
   k.axpy_f32 = axpy_f32_neon;
   k.exp_shift_sum = exp_shift_sum_neon;

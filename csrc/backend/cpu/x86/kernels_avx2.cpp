@@ -74,34 +74,6 @@ void dot4_f32_avx2(const float* w0, const float* w1, const float* w2, const floa
   out[3] = s3;
 }
 
-void dot4x2_f32_avx2(const float* w0, const float* w1, const float* w2, const float* w3, const float* x0,
-                     const float* x1, int64_t n, float* out) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-  __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 xa = _mm256_loadu_ps(x0 + i), xb = _mm256_loadu_ps(x1 + i);
-    const __m256 v0 = _mm256_loadu_ps(w0 + i), v1 = _mm256_loadu_ps(w1 + i);
-    const __m256 v2 = _mm256_loadu_ps(w2 + i), v3 = _mm256_loadu_ps(w3 + i);
-    a0 = _mm256_fmadd_ps(v0, xa, a0);
-    b0 = _mm256_fmadd_ps(v0, xb, b0);
-    a1 = _mm256_fmadd_ps(v1, xa, a1);
-    b1 = _mm256_fmadd_ps(v1, xb, b1);
-    a2 = _mm256_fmadd_ps(v2, xa, a2);
-    b2 = _mm256_fmadd_ps(v2, xb, b2);
-    a3 = _mm256_fmadd_ps(v3, xa, a3);
-    b3 = _mm256_fmadd_ps(v3, xb, b3);
-  }
-  float s[8] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3), hsum(b0), hsum(b1), hsum(b2), hsum(b3)};
-  const float* w[4] = {w0, w1, w2, w3};
-  for (; i < n; ++i)
-    for (int r = 0; r < 4; ++r) {
-      s[r] += w[r][i] * x0[i];
-      s[4 + r] += w[r][i] * x1[i];
-    }
-  for (int j = 0; j < 8; ++j) out[j] = s[j];
-}
-
 // 8 halves -> 8 floats: IEEE half, or bfloat16 (the top half of a float32).
 inline __m256 f16x8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 inline __m256 bf16x8(const uint16_t* p) {
@@ -474,7 +446,6 @@ bool cpu_supports_avx2() {
 void fill_float_avx2(CpuKernels& k) {
   k.dot_f32 = dot_f32_avx2;
   k.dot4_f32 = dot4_f32_avx2;
-  k.dot4x2_f32 = dot4x2_f32_avx2;
   k.dot4_f16 = dot4_half_avx2<f16x8, f16x1>;
   k.dot4_bf16 = dot4_half_avx2<bf16x8, bf16x1>;
   k.axpy_f32 = axpy_f32_avx2;

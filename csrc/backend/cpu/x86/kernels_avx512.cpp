@@ -83,26 +83,6 @@ void dot4_f32_avx512(const float* w0, const float* w1, const float* w2, const fl
   out[3] = _mm512_reduce_add_ps(a3);
 }
 
-void dot4x2_f32_avx512(const float* w0, const float* w1, const float* w2, const float* w3, const float* x0,
-                       const float* x1, int64_t n, float* out) {
-  __m512 a[4], b[4];
-  for (int r = 0; r < 4; ++r) a[r] = b[r] = _mm512_setzero_ps();
-  const float* w[4] = {w0, w1, w2, w3};
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : first_lanes(n - i);
-    const __m512 xa = _mm512_maskz_loadu_ps(m, x0 + i), xb = _mm512_maskz_loadu_ps(m, x1 + i);
-    for (int r = 0; r < 4; ++r) {
-      const __m512 v = _mm512_maskz_loadu_ps(m, w[r] + i);
-      a[r] = _mm512_fmadd_ps(v, xa, a[r]);
-      b[r] = _mm512_fmadd_ps(v, xb, b[r]);
-    }
-  }
-  for (int r = 0; r < 4; ++r) {
-    out[r] = _mm512_reduce_add_ps(a[r]);
-    out[4 + r] = _mm512_reduce_add_ps(b[r]);
-  }
-}
-
 // 16 halves (already loaded) -> 16 floats: IEEE half, or bfloat16.
 inline __m512 f16x16(__m256i h) { return _mm512_cvtph_ps(h); }
 inline __m512 bf16x16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
@@ -349,7 +329,6 @@ bool cpu_supports_avx512() {
 void fill_float_avx512(CpuKernels& k) {
   k.dot_f32 = dot_f32_avx512;
   k.dot4_f32 = dot4_f32_avx512;
-  k.dot4x2_f32 = dot4x2_f32_avx512;
   k.dot4_f16 = dot4_half_avx512<f16x16>;
   k.dot4_bf16 = dot4_half_avx512<bf16x16>;
   k.axpy_f32 = axpy_f32_avx512;
