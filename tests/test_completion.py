@@ -223,3 +223,25 @@ def test_other_calls_between_stream_pieces_do_not_corrupt_the_stream(model):
     model.complete("class Other:", max_tokens=5, temperature=0)  # reuses the same cache
     pieces.extend(stream)
     assert "".join(pieces) == expected
+
+
+def test_sampling_options_give_the_same_text_as_keywords(model):
+    from starcoder_cpp import SamplingOptions
+
+    opts = SamplingOptions(temperature=0.9, top_k=20, seed=11)
+    assert model.complete(PROMPT, max_tokens=24, sampling=opts) == model.complete(
+        PROMPT, max_tokens=24, temperature=0.9, top_k=20, seed=11)
+    prefix, suffix = "def add(a, b):\n    ", "\n    return result\n"
+    assert model.infill(prefix, suffix, max_tokens=16, sampling=opts) == model.infill(
+        prefix, suffix, max_tokens=16, temperature=0.9, top_k=20, seed=11)
+    assert model.complete_batch([PROMPT], max_tokens=16, sampling=opts) == model.complete_batch(
+        [PROMPT], max_tokens=16, temperature=0.9, top_k=20, seed=11)
+
+
+def test_keywords_take_the_place_of_sampling_fields(model):
+    from starcoder_cpp import SamplingOptions
+
+    hot = SamplingOptions(temperature=0.9, seed=11)
+    greedy = model.complete(PROMPT, max_tokens=24, temperature=0)
+    assert model.complete(PROMPT, max_tokens=24, sampling=hot) != greedy
+    assert model.complete(PROMPT, max_tokens=24, sampling=hot, temperature=0) == greedy

@@ -23,9 +23,10 @@ from conftest import TINY_MODEL_DIR, VOCAB_DIR, require, require_path, truncated
 import starcoder_cpp
 from starcoder_cpp import _core, _testing
 from starcoder_cpp.convert import ConversionError, convert_checkpoint
-from starcoder_cpp.gguf_writer import GGMLType, GGUFWriter
+from starcoder_cpp.ggml_types import GGMLType
+from starcoder_cpp.gguf_header import read_gguf_header
 from starcoder_cpp.quant_presets import PRESETS, QuantPlanError, normalize_preset, plan_tensor_types, use_more_bits
-from starcoder_cpp.quantize import QuantizeError, quantize_gguf, read_gguf_header
+from starcoder_cpp.quantize import QuantizeError, quantize_gguf
 
 WEIGHT_TYPES = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"]
 LEGACY = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0"]
@@ -420,7 +421,7 @@ def test_convert_writes_the_planned_types_and_runs(small, preset):
     quantize_gguf(small["f32"], req, preset)
     (ha, a), (hb, b) = _tensor_bytes(out), _tensor_bytes(req)
     assert a == b
-    assert {k: v for k, _, v in ha.kv} == {k: v for k, _, v in hb.kv}
+    assert {k: f.value for k, f in ha.fields.items()} == {k: f.value for k, f in hb.fields.items()}
 
 
 def test_quantize_from_f16_quantizes_the_f16_values(small):
@@ -495,11 +496,12 @@ def _patch_tensor_type(src: Path, dst: Path, name: str, new_type: int) -> None:
 
 def test_quantized_tensors_of_the_wrong_size_are_rejected(small, tmp_path):
     # a row length that the type's blocks do not divide: no byte size is right
-    w = GGUFWriter(tmp_path / "rowlen.gguf")
-    w.add_string("general.architecture", "starcoder")
-    w.add_tensor_info("t.weight", (2, 96), GGMLType.Q8_0)
-    w.write_header()
-    w.write_tensor("t.weight", _core.quantize(np.ones((2, 96), np.float32), "q8_0"))
+    gguf = require("gguf")
+    w = gguf.GGUFWriter(tmp_path / "rowlen.gguf", "starcoder")
+    w.add_tensor("t.weight", _core.quantize(np.ones((2, 96), np.float32), "q8_0"), raw_dtype=GGMLType.Q8_0)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
     w.close()
     bad = tmp_path / "bad-block.gguf"
     _patch_tensor_type(tmp_path / "rowlen.gguf", bad, "t.weight", int(GGMLType.Q4_K))

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +36,10 @@ from conftest import VOCAB_DIR, require, require_path, truncated_tokenizer
 import starcoder_cpp
 from starcoder_cpp import _core, _testing
 from starcoder_cpp.convert import convert_checkpoint
-from starcoder_cpp.gguf_writer import GGMLType
+from starcoder_cpp.ggml_types import GGMLType
+from starcoder_cpp.gguf_header import read_gguf_header
 from starcoder_cpp.quant_presets import PRESETS
-from starcoder_cpp.quantize import quantize_gguf, read_gguf_header
+from starcoder_cpp.quantize import quantize_gguf
 
 pytestmark = pytest.mark.llama_cpp
 
@@ -235,7 +235,7 @@ def _read(path):
         n = t.n_elements // info["block_size"] * info["type_size"]
         start = head.data_start + t.offset
         tensors[t.name] = (name, data[start:start + n])
-    return tensors, {k: packed for k, packed, _ in head.kv}
+    return tensors, {k: f.raw for k, f in head.fields.items()}
 
 
 def _compare_files(ours: Path, theirs: Path):

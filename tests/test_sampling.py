@@ -118,3 +118,51 @@ def test_draws_follow_the_distribution():
 def test_invalid_parameters_raise_value_error_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         params(**{field: value}).check()
+
+
+# --------------------------------------------------------------------------- SamplingOptions
+
+from starcoder_cpp import SamplingOptions  # noqa: E402
+
+FIELDS = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n")
+
+
+def test_sampling_options_defaults_are_the_cores():
+    core = _core.SamplingParams()
+    py = SamplingOptions()
+    for f in FIELDS:
+        assert getattr(py, f) == pytest.approx(getattr(core, f), rel=1e-6), f
+    assert py.seed is None  # a random seed per call
+
+
+def test_cli_defaults_are_the_sampling_options_defaults():
+    from starcoder_cpp.cli import build_parser
+
+    for cmd in (["complete", "-m", "demo", "x"], ["infill", "-m", "demo", "--prefix", "x"]):
+        args = build_parser().parse_args(cmd)
+        assert {f: getattr(args, f) for f in FIELDS + ("seed",)} == {f: getattr(SamplingOptions(), f) for f in FIELDS + ("seed",)}
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("temperature", -0.1), ("top_k", -1), ("top_p", 0.0), ("top_p", 1.5), ("min_p", -0.1), ("repeat_penalty", 0.0),
+     ("repeat_last_n", -2), ("seed", -1)],
+)
+def test_invalid_sampling_options_raise_value_error_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        SamplingOptions(**{field: value})
+
+
+@pytest.mark.parametrize("field,value", [("temperature", "hot"), ("top_k", 1.5), ("seed", True), ("top_p", None)])
+def test_sampling_options_of_the_wrong_type_raise_type_error(field, value):
+    with pytest.raises(TypeError, match=field):
+        SamplingOptions(**{field: value})
+
+
+def test_merged_options_take_the_given_keywords_over_the_base():
+    base = SamplingOptions(temperature=0.7, top_k=5, seed=3)
+    m = SamplingOptions.merged(base, temperature=0, top_k=None, seed=None)
+    assert (m.temperature, m.top_k, m.seed) == (0.0, 5, 3)
+    assert SamplingOptions.merged(None) == SamplingOptions()
+    with pytest.raises(TypeError, match="SamplingOptions"):
+        SamplingOptions.merged({"temperature": 0})

@@ -48,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -87,15 +88,15 @@ def avx512_instructions_in(package_dir: str) -> Optional[int]:
 
 def load_core_bench():
     """The measuring procedures of python/starcoder_cpp/bench.py, loaded from
-    the file: a peer's process must not load this project's native library."""
-    name = "_starcoder_core_bench"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, CORE_BENCH_FILE)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    the source tree as part of a stand-in package (its relative imports work,
+    and the package __init__, which loads the native library, never runs): a
+    peer's process must not load this project's native library."""
+    pkg = "_starcoder_pure"
+    if pkg not in sys.modules:
+        m = types.ModuleType(pkg)
+        m.__path__ = [str(CORE_BENCH_FILE.parent)]
+        sys.modules[pkg] = m
+    return importlib.import_module(f"{pkg}.bench")
 
 
 # ===========================================================================
@@ -663,7 +664,7 @@ def report(args, cfg, shapes, types, systems, results, files, bpt, bw, bandwidth
     out.append("")
     out.append(f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}; machine: {cpu}, "
                f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()}; threads per system: {args.threads}")
-    out.append(f"- load average at the start / after each round: "
+    out.append("- load average at the start / after each round: "
                + ", ".join("/".join(f"{x:.1f}" for x in la) for la in load_avg)
                + f" (a loaded machine makes every number noisy); wall time {elapsed / 60:.1f} min")
     out.append(f"- rounds: {repeat}, systems alternating (order flipped every round); cells: median ±half the "

@@ -31,7 +31,7 @@ sys.path.insert(0, str(TOOLS))
 
 import make_checkpoint as mc  # noqa: E402
 
-# Loads python/starcoder_cpp/convert.py without importing the package
+# Loads python/starcoder_cpp/convert/ without importing the package
 # __init__ (which needs the compiled _core extension).
 _CHILD = r"""
 import importlib, json, sys, types, time

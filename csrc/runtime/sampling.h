@@ -8,11 +8,13 @@
 
 namespace sc {
 
+// The defaults are starcoder_cpp.SamplingOptions' (a test holds them equal):
+// low-temperature nucleus sampling, StarCoder's setting for code.
 struct SamplingParams {
-  float temperature = 0.8f;    // 0: greedy (argmax after the repeat penalty)
-  int top_k = 40;              // 0: off
+  float temperature = 0.2f;    // 0: greedy (argmax after the repeat penalty)
+  int top_k = 0;               // 0: off
   float top_p = 0.95f;         // 1: off
-  float min_p = 0.05f;         // 0: off; drop tokens below min_p * p(best)
+  float min_p = 0.0f;          // 0: off; drop tokens below min_p * p(best)
   float repeat_penalty = 1.0f; // 1: off; CTRL-style, as HF's repetition_penalty
   int repeat_last_n = 64;      // how many recent tokens the penalty looks at (-1: all)
   uint64_t seed = 0;

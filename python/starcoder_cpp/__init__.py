@@ -7,10 +7,12 @@
 
 from ._core import BackendError, ContextOverflowError, GGUFError, ModelError, inspect_gguf
 from .model import Model, Tokenizer, demo_model_path
+from .sampling import SamplingOptions
 
 __all__ = [
     "Model",
     "Tokenizer",
+    "SamplingOptions",
     "GGUFError",
     "ModelError",
     "ContextOverflowError",

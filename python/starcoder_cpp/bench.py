@@ -27,7 +27,8 @@ numpy vector): ``tools/bench.py`` runs the very same procedures on llama.cpp
 and Hugging Face transformers sessions.
 
 This module imports the native core lazily (only ``StarcoderSession`` needs
-it), so it can also be loaded stand-alone by a process that must not load it.
+it), so a process that must not load it can import this module from the
+source tree without the package's ``__init__`` (as ``tools/bench.py`` does).
 
 A timing describes this machine at that moment; repeat runs in fresh processes
 and take medians to compare systems.
@@ -36,17 +37,17 @@ and take medians to compare systems.
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import resource
-import struct
 import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
+
+from .gguf_header import read_gguf_header
 
 __all__ = [
     "BenchConfig",
@@ -63,8 +64,6 @@ __all__ = [
     "peak_rss_mb",
     "current_rss_mb",
     "raise_priority",
-    "gguf_header",
-    "gguf_tensor_bytes",
     "gguf_context_length",
     "fit_config",
     "decode_bytes_per_token",
@@ -322,85 +321,10 @@ def bench_model(path, n_threads: Optional[int] = None, config: Optional[BenchCon
 # --------------------------------------------------------------------------
 # weights read per token, and memory bandwidth
 
-# ggml type id -> (block size in elements, bytes per block)
-_GGML_TYPE_SIZE: Dict[int, tuple] = {
-    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 9: (32, 36),
-    10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 15: (256, 292),
-    24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 30: (1, 2),
-}
-_GGUF_SCALAR = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-
-
-_SCALAR_FMT = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-
-
-def gguf_header(path):
-    """(metadata, tensors) of a GGUF file, reading only its header: metadata
-    maps keys to scalar and string values (arrays are left out); tensors maps
-    each name to (shape, ggml type id, bytes)."""
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        if mm[:4] != b"GGUF":
-            raise ValueError(f"{path}: not a GGUF file")
-        version = struct.unpack_from("<I", mm, 4)[0]
-        if version < 2:
-            raise ValueError(f"{path}: GGUF version {version} is not supported")
-        n_tensors, n_kv = struct.unpack_from("<QQ", mm, 8)
-        pos = 24
-
-        def read_str(p):
-            (n,) = struct.unpack_from("<Q", mm, p)
-            return mm[p + 8:p + 8 + n].decode("utf-8", errors="replace"), p + 8 + n
-
-        def skip_value(p, vtype):
-            if vtype in _GGUF_SCALAR:
-                return p + _GGUF_SCALAR[vtype]
-            if vtype == 8:
-                (n,) = struct.unpack_from("<Q", mm, p)
-                return p + 8 + n
-            if vtype == 9:
-                etype, count = struct.unpack_from("<IQ", mm, p)
-                p += 12
-                if etype in _GGUF_SCALAR:
-                    return p + count * _GGUF_SCALAR[etype]
-                for _ in range(count):
-                    p = skip_value(p, etype)
-                return p
-            raise ValueError(f"{path}: unknown GGUF value type {vtype}")
-
-        meta = {}
-        for _ in range(n_kv):
-            key, pos = read_str(pos)
-            (vtype,) = struct.unpack_from("<I", mm, pos)
-            pos += 4
-            if vtype in _SCALAR_FMT:
-                meta[key] = struct.unpack_from(_SCALAR_FMT[vtype], mm, pos)[0]
-            elif vtype == 8:
-                meta[key] = read_str(pos)[0]
-            pos = skip_value(pos, vtype)
-        tensors = {}
-        for _ in range(n_tensors):
-            name, pos = read_str(pos)
-            (n_dims,) = struct.unpack_from("<I", mm, pos)
-            dims = struct.unpack_from(f"<{n_dims}Q", mm, pos + 4)
-            ttype, _offset = struct.unpack_from("<IQ", mm, pos + 4 + 8 * n_dims)
-            pos += 4 + 8 * n_dims + 12
-            n = int(np.prod(dims, dtype=np.int64)) if dims else 1
-            if ttype not in _GGML_TYPE_SIZE:
-                raise ValueError(f"{path}: tensor {name} has an unknown ggml type {ttype}")
-            blk, nbytes = _GGML_TYPE_SIZE[ttype]
-            tensors[name] = (tuple(int(d) for d in dims), ttype, n // blk * nbytes)
-        return meta, tensors
-
-
-def gguf_tensor_bytes(path) -> Dict[str, tuple]:
-    """name -> (shape, ggml type id, bytes) for every tensor of a GGUF file."""
-    return gguf_header(path)[1]
-
-
 def gguf_context_length(path) -> Optional[int]:
-    meta = gguf_header(path)[0]
-    arch = meta.get("general.architecture", "starcoder")
-    v = meta.get(f"{arch}.context_length")
+    head = read_gguf_header(path)
+    arch = head.get("general.architecture", "starcoder")
+    v = head.get(f"{arch}.context_length")
     return int(v) if v is not None else None
 
 
@@ -422,15 +346,15 @@ def decode_bytes_per_token(path) -> int:
     """Bytes of weights one decode step reads: every matrix of every block and
     the output head (the token embedding when it is tied); the embedding
     lookups read one row each and are left out, as is the KV cache."""
-    tensors = gguf_tensor_bytes(path)
+    tensors = {t.name: t for t in read_gguf_header(path).tensors}
     total = 0
-    for name, (shape, _t, nbytes) in tensors.items():
+    for name, t in tensors.items():
         if name in ("token_embd.weight", "position_embd.weight"):
             continue
-        if len(shape) >= 2:
-            total += nbytes
+        if len(t.ne) >= 2:
+            total += t.nbytes
     if "output.weight" not in tensors and "token_embd.weight" in tensors:
-        total += tensors["token_embd.weight"][2]
+        total += tensors["token_embd.weight"].nbytes
     return total
 
 

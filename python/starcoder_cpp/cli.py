@@ -44,17 +44,12 @@ def _load(args):
     return Model(args.model, n_ctx=args.n_ctx, n_threads=args.threads, kv_type=args.kv_type, backend=args.backend)
 
 
-def _sampling_kwargs(args) -> dict:
-    return dict(
-        max_tokens=args.max_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        min_p=args.min_p,
-        repeat_penalty=args.repeat_penalty,
-        seed=args.seed,
-        stop=args.stop or None,
-    )
+def _generation_kwargs(args) -> dict:
+    from .sampling import SamplingOptions
+
+    sampling = SamplingOptions(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                               repeat_penalty=args.repeat_penalty, repeat_last_n=args.repeat_last_n, seed=args.seed)
+    return dict(max_tokens=args.max_tokens, stop=args.stop or None, sampling=sampling)
 
 
 def _stream(pieces, out=sys.stdout) -> None:
@@ -71,7 +66,7 @@ def _report(stream, args) -> None:
 
 def _cmd_complete(args) -> int:
     m = _load(args)
-    stream = m.complete(args.prompt, stream=True, truncate_prompt=args.truncate, **_sampling_kwargs(args))
+    stream = m.complete(args.prompt, stream=True, truncate_prompt=args.truncate, **_generation_kwargs(args))
     sys.stdout.write(args.prompt)
     _stream(stream)
     sys.stdout.write("\n")
@@ -81,7 +76,7 @@ def _cmd_complete(args) -> int:
 
 def _cmd_infill(args) -> int:
     m = _load(args)
-    stream = m.infill(args.prefix, args.suffix, stream=True, truncate_prompt=args.truncate, **_sampling_kwargs(args))
+    stream = m.infill(args.prefix, args.suffix, stream=True, truncate_prompt=args.truncate, **_generation_kwargs(args))
     if args.middle_only:
         _stream(stream)
     else:
@@ -97,22 +92,16 @@ def _cmd_perplexity(args) -> int:
     m = _load(args)
     with open(args.file, encoding="utf-8") as f:
         text = f.read()
-    bar = _progress_bar("perplexity") if sys.stderr.isatty() and not args.quiet else None
-    ppl = m.perplexity(text, window=args.window, stride=args.stride, progress=bar)
-    if bar:
-        sys.stderr.write("\n")
+    from .progress import progress_bar
+
+    with progress_bar(None, "perplexity", unit="window", enabled=not args.quiet) as bar:
+        def update(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        ppl = m.perplexity(text, window=args.window, stride=args.stride, progress=update)
     print(f"{ppl:.4f}")
     return 0
-
-
-def _progress_bar(label: str):
-    def update(done: int, total: int) -> None:
-        width = 30
-        filled = int(width * done / max(total, 1))
-        sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-        sys.stderr.flush()
-
-    return update
 
 
 def _cmd_tokenize(args) -> int:
@@ -174,14 +163,24 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
+    from .sampling import SamplingOptions
+
+    d = SamplingOptions()
     g = p.add_argument_group("generation")
     g.add_argument("-n", "--max-tokens", type=int, default=128, help="tokens to generate (default 128)")
-    g.add_argument("--temperature", "--temp", type=float, default=0.2, help="0 for greedy (default 0.2)")
-    g.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (default 0: off)")
-    g.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95; 1: off)")
-    g.add_argument("--min-p", type=float, default=0.0, help="drop tokens below min-p x best (default 0: off)")
-    g.add_argument("--repeat-penalty", type=float, default=1.0, help="penalty for recent tokens (default 1: off)")
-    g.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    g.add_argument("--temperature", "--temp", type=float, default=d.temperature,
+                   help=f"0 for greedy (default {d.temperature:g})")
+    g.add_argument("--top-k", type=int, default=d.top_k,
+                   help=f"keep the k most likely tokens (default {d.top_k}; 0: off)")
+    g.add_argument("--top-p", type=float, default=d.top_p,
+                   help=f"nucleus sampling mass (default {d.top_p:g}; 1: off)")
+    g.add_argument("--min-p", type=float, default=d.min_p,
+                   help=f"drop tokens below min-p x best (default {d.min_p:g}; 0: off)")
+    g.add_argument("--repeat-penalty", type=float, default=d.repeat_penalty,
+                   help=f"penalty for recent tokens (default {d.repeat_penalty:g}; 1: off)")
+    g.add_argument("--repeat-last-n", type=int, default=d.repeat_last_n,
+                   help=f"how many recent tokens the penalty sees (default {d.repeat_last_n}; -1: all)")
+    g.add_argument("--seed", type=int, default=d.seed, help="random seed (default: random)")
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     g.add_argument("--truncate", action="store_true", help="drop the start of a prompt too long for the context")
 

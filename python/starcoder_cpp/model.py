@@ -12,6 +12,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from . import _core
+from .sampling import SamplingOptions
 
 _DEMO_MODEL = Path(__file__).resolve().parent / "models" / "tiny-bigcode-py-f16.gguf"
 
@@ -35,23 +36,6 @@ def _resolve_path(path: str | os.PathLike) -> str:
             f"starcoder-cpp convert {p} -o model.gguf"
         )
     return p
-
-
-def _sampling(temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed) -> "_core.SamplingParams":
-    sp = _core.SamplingParams()
-    sp.temperature = float(temperature)
-    sp.top_k = int(top_k)
-    sp.top_p = float(top_p)
-    sp.min_p = float(min_p)
-    sp.repeat_penalty = float(repeat_penalty)
-    sp.repeat_last_n = int(repeat_last_n)
-    if seed is None:
-        seed = int.from_bytes(os.urandom(8), "little")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    sp.seed = int(seed) & (2**64 - 1)
-    sp.check()  # raises ValueError naming the bad parameter
-    return sp
 
 
 def _stop_list(stop) -> list[str]:
@@ -245,23 +229,26 @@ class Model:
         self,
         prompt: str | Sequence[int],
         max_tokens: int = 128,
-        temperature: float = 0.2,
-        top_k: int = 0,
-        top_p: float = 0.95,
-        min_p: float = 0.0,
-        repeat_penalty: float = 1.0,
-        repeat_last_n: int = 64,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        min_p: float | None = None,
+        repeat_penalty: float | None = None,
+        repeat_last_n: int | None = None,
         seed: int | None = None,
         stop: str | Sequence[str] | None = None,
         stream: bool = False,
         special: bool = True,
         truncate_prompt: bool = False,
+        sampling: SamplingOptions | None = None,
     ):
         """Completes `prompt` (text, or token ids).
 
-        Greedy when temperature is 0; otherwise samples with top-k (0: off),
-        top-p (1: off) and min-p (0: off) after a repeat penalty (1: off).
-        The same seed gives the same output (seed=None: a random one).
+        Sampling follows `sampling` (default: SamplingOptions(), i.e.
+        temperature 0.2, top-p 0.95), with any of temperature, top_k, top_p,
+        min_p, repeat_penalty, repeat_last_n and seed given here taking the
+        place of its field. Greedy when temperature is 0. The same seed gives
+        the same output (no seed: a random one).
         Generation ends at end-of-text (finish_reason "eos"), at a stop string
         (matched on text across token boundaries, never included: "stop"), or
         after max_tokens ("length"). special=True recognises special-token
@@ -275,25 +262,27 @@ class Model:
         or with stream=True a CompletionStream yielding str pieces as they are
         generated (a multi-byte character is never split between pieces).
         """
+        opts = SamplingOptions.merged(sampling, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                                      repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n, seed=seed)
         ids = self._prompt_ids(prompt, special)
-        return self._start(ids, max_tokens, stop, stream, truncate_prompt, [self.eos_id],
-                           _sampling(temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed))
+        return self._start(ids, max_tokens, stop, stream, truncate_prompt, [self.eos_id], opts)
 
     def infill(
         self,
         prefix: str,
         suffix: str,
         max_tokens: int = 128,
-        temperature: float = 0.2,
-        top_k: int = 0,
-        top_p: float = 0.95,
-        min_p: float = 0.0,
-        repeat_penalty: float = 1.0,
-        repeat_last_n: int = 64,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        min_p: float | None = None,
+        repeat_penalty: float | None = None,
+        repeat_last_n: int | None = None,
         seed: int | None = None,
         stop: str | Sequence[str] | None = None,
         stream: bool = False,
         truncate_prompt: bool = False,
+        sampling: SamplingOptions | None = None,
     ):
         """Fill-in-the-middle: returns the text between `prefix` and `suffix`.
 
@@ -302,39 +291,43 @@ class Model:
         inside them are not interpreted) and stops at <|endoftext|> or
         <fim_pad>. Other arguments as for complete().
         """
+        opts = SamplingOptions.merged(sampling, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                                      repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n, seed=seed)
         ids = fim_prompt_ids(self, prefix, suffix)
         stop_ids = [self.eos_id]
         pad = self.token_id("<fim_pad>")
         if pad >= 0:
             stop_ids.append(pad)
-        return self._start(ids, max_tokens, stop, stream, truncate_prompt, stop_ids,
-                           _sampling(temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed))
+        return self._start(ids, max_tokens, stop, stream, truncate_prompt, stop_ids, opts)
 
     def complete_batch(
         self,
         prompts: Sequence[str],
         max_tokens: int = 128,
-        temperature: float = 0.2,
-        top_k: int = 0,
-        top_p: float = 0.95,
-        min_p: float = 0.0,
-        repeat_penalty: float = 1.0,
-        repeat_last_n: int = 64,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        min_p: float | None = None,
+        repeat_penalty: float | None = None,
+        repeat_last_n: int | None = None,
         seed: int | None = None,
         stop: str | Sequence[str] | None = None,
         special: bool = True,
+        sampling: SamplingOptions | None = None,
     ) -> list["CompletionText"]:
         """Completes several prompts together, decoding all of them in one
         forward pass per step (the weights are read once per step for all).
-        Prompt i samples with seed + i. Uses KV-cache sequences 0..len-1."""
+        Prompt i samples with seed + i. Uses KV-cache sequences 0..len-1.
+        Sampling arguments as for complete()."""
+        opts = SamplingOptions.merged(sampling, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                                      repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n, seed=seed)
         if isinstance(prompts, str):
             raise TypeError("complete_batch takes a list of prompts")
         if len(prompts) == 0:
             return []
         ids = [self._prompt_ids(p, special) for p in prompts]
         max_tokens = _non_negative_int("max_tokens", max_tokens)
-        sp = _sampling(temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed)
-        results = self._m.complete_batch(ids, sp, max_tokens, _stop_list(stop), [self.eos_id])
+        results = self._m.complete_batch(ids, opts.core_params(), max_tokens, _stop_list(stop), [self.eos_id])
         return [
             CompletionText(text.decode("utf-8", errors="replace"), reason, len(p), 0, n)
             for (text, reason, n), p in zip(results, ids)
@@ -349,7 +342,7 @@ class Model:
             ids = [self.bos_id]  # an empty prompt starts a new document
         return ids
 
-    def _start(self, ids, max_tokens, stop, stream, truncate_prompt, stop_ids, sp):
+    def _start(self, ids, max_tokens, stop, stream, truncate_prompt, stop_ids, opts: SamplingOptions):
         max_tokens = _non_negative_int("max_tokens", max_tokens)
         if truncate_prompt:
             keep = max(1, self.n_ctx - max_tokens)
@@ -361,7 +354,7 @@ class Model:
                 f"the prompt has {len(ids)} tokens but the context holds {self.n_ctx}; "
                 "pass truncate_prompt=True to drop tokens from its start, or load the model with a larger n_ctx"
             )
-        handle = self._m.start_completion(ids, sp, max_tokens, _stop_list(stop), stop_ids)
+        handle = self._m.start_completion(ids, opts.core_params(), max_tokens, _stop_list(stop), stop_ids)
         it = CompletionStream(handle)
         if stream:
             return it

@@ -40,9 +40,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Sequence, Tuple
 
-from .gguf_writer import GGMLType
+from gguf import LlamaFileType
+
+from .ggml_types import QUANTIZED_TYPES, GGMLType, block_size
 
 __all__ = [
     "PRESETS",
@@ -55,7 +57,6 @@ __all__ = [
     "allows_quantization",
     "use_more_bits",
     "fallback_type",
-    "BLOCK_SIZES",
 ]
 
 
@@ -65,23 +66,23 @@ class QuantPlanError(ValueError):
 
 # preset -> (default ggml type, general.file_type = llama.cpp's LLAMA_FTYPE_*)
 PRESETS: Dict[str, Tuple[GGMLType, int]] = {
-    "f32": (GGMLType.F32, 0),       # LLAMA_FTYPE_ALL_F32
-    "f16": (GGMLType.F16, 1),       # LLAMA_FTYPE_MOSTLY_F16
-    "q4_0": (GGMLType.Q4_0, 2),     # LLAMA_FTYPE_MOSTLY_Q4_0
-    "q4_1": (GGMLType.Q4_1, 3),     # LLAMA_FTYPE_MOSTLY_Q4_1
-    "q8_0": (GGMLType.Q8_0, 7),     # LLAMA_FTYPE_MOSTLY_Q8_0
-    "q5_0": (GGMLType.Q5_0, 8),     # LLAMA_FTYPE_MOSTLY_Q5_0
-    "q5_1": (GGMLType.Q5_1, 9),     # LLAMA_FTYPE_MOSTLY_Q5_1
-    "q2_k": (GGMLType.Q2_K, 10),    # LLAMA_FTYPE_MOSTLY_Q2_K
-    "q3_k_s": (GGMLType.Q3_K, 11),  # LLAMA_FTYPE_MOSTLY_Q3_K_S
-    "q3_k_m": (GGMLType.Q3_K, 12),  # LLAMA_FTYPE_MOSTLY_Q3_K_M
-    "q3_k_l": (GGMLType.Q3_K, 13),  # LLAMA_FTYPE_MOSTLY_Q3_K_L
-    "q4_k_s": (GGMLType.Q4_K, 14),  # LLAMA_FTYPE_MOSTLY_Q4_K_S
-    "q4_k_m": (GGMLType.Q4_K, 15),  # LLAMA_FTYPE_MOSTLY_Q4_K_M
-    "q5_k_s": (GGMLType.Q5_K, 16),  # LLAMA_FTYPE_MOSTLY_Q5_K_S
-    "q5_k_m": (GGMLType.Q5_K, 17),  # LLAMA_FTYPE_MOSTLY_Q5_K_M
-    "q6_k": (GGMLType.Q6_K, 18),    # LLAMA_FTYPE_MOSTLY_Q6_K
-    "bf16": (GGMLType.BF16, 32),    # LLAMA_FTYPE_MOSTLY_BF16
+    "f32": (GGMLType.F32, LlamaFileType.ALL_F32),
+    "f16": (GGMLType.F16, LlamaFileType.MOSTLY_F16),
+    "q4_0": (GGMLType.Q4_0, LlamaFileType.MOSTLY_Q4_0),
+    "q4_1": (GGMLType.Q4_1, LlamaFileType.MOSTLY_Q4_1),
+    "q8_0": (GGMLType.Q8_0, LlamaFileType.MOSTLY_Q8_0),
+    "q5_0": (GGMLType.Q5_0, LlamaFileType.MOSTLY_Q5_0),
+    "q5_1": (GGMLType.Q5_1, LlamaFileType.MOSTLY_Q5_1),
+    "q2_k": (GGMLType.Q2_K, LlamaFileType.MOSTLY_Q2_K),
+    "q3_k_s": (GGMLType.Q3_K, LlamaFileType.MOSTLY_Q3_K_S),
+    "q3_k_m": (GGMLType.Q3_K, LlamaFileType.MOSTLY_Q3_K_M),
+    "q3_k_l": (GGMLType.Q3_K, LlamaFileType.MOSTLY_Q3_K_L),
+    "q4_k_s": (GGMLType.Q4_K, LlamaFileType.MOSTLY_Q4_K_S),
+    "q4_k_m": (GGMLType.Q4_K, LlamaFileType.MOSTLY_Q4_K_M),
+    "q5_k_s": (GGMLType.Q5_K, LlamaFileType.MOSTLY_Q5_K_S),
+    "q5_k_m": (GGMLType.Q5_K, LlamaFileType.MOSTLY_Q5_K_M),
+    "q6_k": (GGMLType.Q6_K, LlamaFileType.MOSTLY_Q6_K),
+    "bf16": (GGMLType.BF16, LlamaFileType.MOSTLY_BF16),
 }
 
 # llama-quantize accepts these short names too
@@ -96,26 +97,7 @@ PRESET_ALIASES = {
     "bfloat16": "bf16",
 }
 
-FILE_TYPES: Dict[int, str] = {ft: name for name, (_, ft) in PRESETS.items()}
-
-# elements per block of every type a preset can produce
-BLOCK_SIZES: Dict[GGMLType, int] = {
-    GGMLType.F32: 1,
-    GGMLType.F16: 1,
-    GGMLType.BF16: 1,
-    GGMLType.Q4_0: 32,
-    GGMLType.Q4_1: 32,
-    GGMLType.Q5_0: 32,
-    GGMLType.Q5_1: 32,
-    GGMLType.Q8_0: 32,
-    GGMLType.Q2_K: 256,
-    GGMLType.Q3_K: 256,
-    GGMLType.Q4_K: 256,
-    GGMLType.Q5_K: 256,
-    GGMLType.Q6_K: 256,
-}
-
-_QUANTIZED = {t for t, b in BLOCK_SIZES.items() if b > 1}
+FILE_TYPES: Dict[int, str] = {int(ft): name for name, (_, ft) in PRESETS.items()}
 
 _FALLBACK = {
     GGMLType.Q2_K: GGMLType.Q4_0,
@@ -158,15 +140,15 @@ def allows_quantization(name: str, n_dims: int) -> bool:
 
 def fallback_type(t: GGMLType, row_len: int, name: str = "tensor") -> GGMLType:
     """The type to use when rows of ``row_len`` do not fit ``t``'s blocks."""
-    if row_len % BLOCK_SIZES[t] == 0:
+    if row_len % block_size(t) == 0:
         return t
     if t not in _FALLBACK:
         raise QuantPlanError(
-            f"{name}: row length {row_len} is not a multiple of the {t.name} block size {BLOCK_SIZES[t]} "
+            f"{name}: row length {row_len} is not a multiple of the {t.name} block size {block_size(t)} "
             "and there is no fallback type for it"
         )
     new = _FALLBACK[t]
-    if row_len % BLOCK_SIZES[new] != 0:
+    if row_len % block_size(new) != 0:
         new = GGMLType.F16
     return new
 
@@ -213,7 +195,7 @@ class _State:
 def _choose(st: _State, preset: str, t: GGMLType, name: str, row_len: int, cat: str, n_gqa: int) -> GGMLType:
     """llama.cpp's llama_tensor_get_type_impl for a dense, non-Falcon model."""
     if cat == "output" or (st.tied and cat == "token_embd"):
-        if row_len % BLOCK_SIZES[t] != 0:
+        if row_len % block_size(t) != 0:
             return GGMLType.Q8_0
         return t if t == GGMLType.Q8_0 else GGMLType.Q6_K
     if cat == "token_embd":
@@ -287,7 +269,7 @@ def plan_tensor_types(
             out[name] = cur
             continue
         t = default
-        if default in _QUANTIZED:
+        if default in QUANTIZED_TYPES:
             t = _choose(st, preset, default, name, ne[0], _category(name), n_gqa)
             t = fallback_type(t, ne[0], name)
         out[name] = t
