@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer harnesses (tests/fuzz/fuzz_*.cpp) with clang,
+# AddressSanitizer and UndefinedBehaviorSanitizer, seeds their corpora
+# (tests/fuzz/make_seeds.py; regression inputs from tests/fuzz/regressions/),
+# and runs each one.
+#
+#   tools/fuzz.sh [SECONDS_PER_HARNESS]     default 20 (CI's short run)
+#   FUZZ_RUNS=1000000 tools/fuzz.sh          a fixed number of executions instead
+#
+# Exits non-zero on the first crash, sanitizer report, leak or timeout; the
+# reproducer is left in build/fuzz/ (crash-*, leak-*, timeout-*).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-20}"
+out=build/fuzz
+mkdir -p "$out/obj"
+CXX="${CXX_FUZZ:-clang++}"
+SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+CXXFLAGS="-std=c++17 -O1 -g $SAN -Icsrc -Wno-unknown-warning-option"
+
+flags_for() {  # the per-file flags CMakeLists.txt gives the SIMD files
+  case "$1" in
+    *x86/*avx512*) echo "-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni" ;;
+    *x86/*avx2*) echo "-mavx2 -mfma -mf16c" ;;
+    */format/quant.cpp | */format/quant_k.cpp) echo "-ffp-contract=off" ;;
+  esac
+}
+
+# The core, once, as objects shared by every harness (objects rebuilt when their source is newer).
+objs=()
+while IFS= read -r src; do
+  obj="$out/obj/$(echo "${src#csrc/}" | tr / _).o"
+  if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find csrc -name '*.h' -newer "$obj" -print -quit)" ]; then
+    $CXX $CXXFLAGS -fsanitize=fuzzer-no-link $(flags_for "$src") -c "$src" -o "$obj" &
+    while [ "$(jobs -r | wc -l)" -ge "${FUZZ_JOBS:-2}" ]; do wait -n; done
+  fi
+  objs+=("$obj")
+done < <(find csrc -name '*.cpp' -not -path 'csrc/python/*' | sort)
+wait
+
+vocab="${SC_FUZZ_VOCAB:-$(ls python/starcoder_cpp/models/*.gguf | head -1)}"
+python3 tests/fuzz/make_seeds.py "$out/seeds"
+status=0
+for h in gguf tokenizer sampling; do
+  $CXX $CXXFLAGS -fsanitize=fuzzer "tests/fuzz/fuzz_$h.cpp" "${objs[@]}" -lpthread -o "$out/fuzz_$h"
+  corpus="$out/corpus_$h"
+  mkdir -p "$corpus"
+  seeds=()
+  [ -d "$out/seeds/$h" ] && seeds+=("$out/seeds/$h")
+  [ -d "tests/fuzz/regressions/$h" ] && seeds+=("tests/fuzz/regressions/$h")
+  if [ -n "${FUZZ_RUNS:-}" ]; then limit="-runs=$FUZZ_RUNS"; else limit="-max_total_time=$secs"; fi
+  echo "== fuzz_$h ($limit)"
+  if ! (cd "$out" && SC_FUZZ_VOCAB="$(realpath "$OLDPWD/$vocab")" ASAN_OPTIONS=detect_leaks=1 \
+        "./fuzz_$h" "$limit" -max_len=65536 -rss_limit_mb=4096 -timeout=20 -print_final_stats=1 \
+        "corpus_$h" "${seeds[@]/#/$OLDPWD/}" 2>&1 | grep -E "^#[0-9]+ +DONE|ERROR|SUMMARY|runtime error|stat::(number|average)|Test unit written"); then
+    status=1
+    echo "fuzz_$h FAILED: reproducer in $out/" >&2
+  fi
+done
+exit $status
