@@ -22,6 +22,8 @@ using namespace sc;
 
 // bindings_quant.cpp
 void register_quant_bindings(pybind11::module_& m);
+// bindings_engine.cpp
+void register_engine_bindings(pybind11::module_& m);
 
 namespace {
 
@@ -344,4 +346,5 @@ PYBIND11_MODULE(_core, m) {
   m.def("backend_names", &sc::backend_names, "Backend names Model(backend=...) knows (not all may run here).");
 
   register_quant_bindings(m);
+  register_engine_bindings(m);
 }

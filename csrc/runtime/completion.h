@@ -40,6 +40,7 @@ class Completion {
   const std::vector<int32_t>& generated() const { return generated_; }
 
  private:
+  friend class Engine;  // runtime/engine.cpp drives several completions in one batched step
   friend std::vector<struct BatchResult> complete_batch(Model&, const std::vector<std::vector<int32_t>>&,
                                                         const CompletionParams&);
   void start();                        // evaluates the prompt (reusing the cache)

@@ -32,6 +32,12 @@ def _cmd_quantize(args) -> int:
     return 0
 
 
+def _cmd_serve(args) -> int:
+    from .server import serve
+
+    return serve(args)
+
+
 def _type_choices():
     from .quant_presets import PRESET_ALIASES, PRESETS
 
@@ -258,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also measure memory bandwidth (numpy, ~1 GB) and show decode as a fraction of its bound")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("serve", help="serve completions over HTTP (TGI, OpenAI and llama.cpp APIs)")
+    from .server import add_arguments as _server_args
+
+    _server_args(p)
+    p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("info", help="show a model's shape and tensor types")
     p.add_argument("model", help="GGUF model file ('demo' for the demo model)")

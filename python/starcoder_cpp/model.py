@@ -50,15 +50,87 @@ def _stop_list(stop) -> list[str]:
     return out
 
 
-def fim_prompt_ids(model, prefix: str, suffix: str) -> list[int]:
-    """StarCoder's prefix-suffix-middle prompt as token ids."""
+FIM_TOKENS = ("<fim_prefix>", "<fim_suffix>", "<fim_middle>")
+FIM_ORDERS = ("psm", "spm")
+
+
+def _fim_ids(model) -> dict:
     ids = {}
-    for name in ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"):
+    for name in FIM_TOKENS:
         ids[name] = model.token_id(name)
         if ids[name] < 0:
             raise ValueError(f"this model's vocabulary has no {name} token: it was not trained for fill-in-the-middle")
-    return ([ids["<fim_prefix>"]] + model.tokenize(prefix) + [ids["<fim_suffix>"]] + model.tokenize(suffix)
-            + [ids["<fim_middle>"]])
+    return ids
+
+
+def fim_prompt_ids(model, prefix: str, suffix: str, order: str = "psm") -> list[int]:
+    """StarCoder's fill-in-the-middle prompt as token ids.
+
+    order="psm": <fim_prefix>PREFIX<fim_suffix>SUFFIX<fim_middle>
+    order="spm": <fim_prefix><fim_suffix>SUFFIX<fim_middle>PREFIX, the
+    suffix-prefix-middle layout bigcode's Megatron-LM trained StarCoder with
+    (the "SPM variant 2" of the FIM paper: both sentinels first, then the
+    suffix, then the prefix right before the middle). In SPM the text at the
+    cursor is the end of the prompt, so typing there keeps the cached rest.
+    """
+    if order not in FIM_ORDERS:
+        raise ValueError(f"fim order must be 'psm' or 'spm', got {order!r}")
+    ids = _fim_ids(model)
+    pre, suf, mid = ids["<fim_prefix>"], ids["<fim_suffix>"], ids["<fim_middle>"]
+    if order == "spm":
+        return [pre, suf] + model.tokenize(suffix) + [mid] + model.tokenize(prefix)
+    return [pre] + model.tokenize(prefix) + [suf] + model.tokenize(suffix) + [mid]
+
+
+def end_token_ids(model, fim: bool) -> list[int]:
+    """Tokens that end a completion instead of appearing in it: end-of-text,
+    <fim_pad> and <file_sep> (StarCoder 2's file boundary) always; for
+    fill-in-the-middle also the FIM sentinels, which the model emits when it
+    has finished the middle and starts another part of the format."""
+    names = ["<fim_pad>", "<file_sep>"] + (list(FIM_TOKENS) if fim else [])
+    out = [model.eos_id]
+    for name in names:
+        t = model.token_id(name)
+        if t >= 0 and t not in out:
+            out.append(t)
+    return out
+
+
+def suffix_echo_stop(suffix: str) -> list[str]:
+    """A stop string that ends an infill when it starts repeating the suffix:
+    the suffix's first non-blank line after a newline. Short lines (a lone
+    ")" or "else:") are left out: they recur in real middles."""
+    for line in suffix.split("\n"):
+        if line.strip():
+            line = line.rstrip()
+            return ["\n" + line] if len(line.strip()) >= 6 else []
+    return []
+
+
+def completion_ends(model, ids: Sequence[int], suffix: str | None = None) -> tuple[list[int], list[str]]:
+    """(stop token ids, extra stop strings) for a completion of prompt `ids`.
+    A prompt holding <fim_middle> is fill-in-the-middle; its suffix is taken
+    from between the sentinels when not given."""
+    mid = model.token_id("<fim_middle>")
+    fim = suffix is not None or (mid >= 0 and mid in ids)
+    stops: list[str] = []
+    if fim:
+        if suffix is None:
+            suffix = _suffix_of(model, list(ids))
+        stops = suffix_echo_stop(suffix)
+    return end_token_ids(model, fim), stops
+
+
+def _suffix_of(model, ids: list[int]) -> str:
+    suf, mid = model.token_id("<fim_suffix>"), model.token_id("<fim_middle>")
+    if suf not in ids:
+        return ""
+    start = ids.index(suf) + 1
+    try:
+        end = ids.index(mid, start)
+    except ValueError:
+        end = len(ids)
+    return model.detokenize(ids[start:end])
 
 
 class CompletionText(str):
@@ -265,7 +337,8 @@ class Model:
         opts = SamplingOptions.merged(sampling, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                                       repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n, seed=seed)
         ids = self._prompt_ids(prompt, special)
-        return self._start(ids, max_tokens, stop, stream, truncate_prompt, [self.eos_id], opts)
+        stop_ids, echo_stops = completion_ends(self, ids)
+        return self._start(ids, max_tokens, _stop_list(stop) + echo_stops, stream, truncate_prompt, stop_ids, opts)
 
     def infill(
         self,
@@ -283,22 +356,25 @@ class Model:
         stream: bool = False,
         truncate_prompt: bool = False,
         sampling: SamplingOptions | None = None,
+        fim_order: str = "psm",
     ):
         """Fill-in-the-middle: returns the text between `prefix` and `suffix`.
 
-        Builds StarCoder's PSM prompt <fim_prefix>{prefix}<fim_suffix>{suffix}
-        <fim_middle> (prefix and suffix are plain text: special-token strings
-        inside them are not interpreted) and stops at <|endoftext|> or
-        <fim_pad>. Other arguments as for complete().
+        Builds StarCoder's prompt, <fim_prefix>{prefix}<fim_suffix>{suffix}
+        <fim_middle> (fim_order="psm") or <fim_prefix><fim_suffix>{suffix}
+        <fim_middle>{prefix} ("spm"); prefix and suffix are plain text
+        (special-token strings inside them are not interpreted). The middle
+        never contains a special token: <|endoftext|>, <fim_pad>, <file_sep>
+        and the FIM sentinels end it, and so does the model starting to
+        repeat the suffix's first line. Other arguments as for complete().
         """
         opts = SamplingOptions.merged(sampling, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                                       repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n, seed=seed)
-        ids = fim_prompt_ids(self, prefix, suffix)
-        stop_ids = [self.eos_id]
-        pad = self.token_id("<fim_pad>")
-        if pad >= 0:
-            stop_ids.append(pad)
-        return self._start(ids, max_tokens, stop, stream, truncate_prompt, stop_ids, opts)
+        if not isinstance(prefix, str) or not isinstance(suffix, str):
+            raise TypeError("prefix and suffix must be str")
+        ids = fim_prompt_ids(self, prefix, suffix, fim_order)
+        stop_ids, echo_stops = completion_ends(self, ids, suffix)
+        return self._start(ids, max_tokens, _stop_list(stop) + echo_stops, stream, truncate_prompt, stop_ids, opts)
 
     def complete_batch(
         self,
@@ -327,7 +403,8 @@ class Model:
             return []
         ids = [self._prompt_ids(p, special) for p in prompts]
         max_tokens = _non_negative_int("max_tokens", max_tokens)
-        results = self._m.complete_batch(ids, opts.core_params(), max_tokens, _stop_list(stop), [self.eos_id])
+        results = self._m.complete_batch(ids, opts.core_params(), max_tokens, _stop_list(stop),
+                                         end_token_ids(self, False))
         return [
             CompletionText(text.decode("utf-8", errors="replace"), reason, len(p), 0, n)
             for (text, reason, n), p in zip(results, ids)

@@ -1,0 +1,195 @@
+#include "runtime/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "util/errors.h"
+#include "runtime/generate.h"
+
+namespace sc {
+
+Engine::Engine(Model& model, int n_slots) : model_(model) {
+  if (n_slots < 1 || n_slots > Model::kMaxSeq)
+    throw std::invalid_argument("the number of slots must be in [1, " + std::to_string(Model::kMaxSeq) + "]");
+  slots_.resize(size_t(n_slots));
+}
+
+int Engine::n_busy() const {
+  int n = 0;
+  for (const Slot& s : slots_) n += s.c ? 1 : 0;
+  return n;
+}
+
+std::pair<int, int> Engine::pick_slot(const std::vector<int32_t>& prompt) const {
+  int best = -1, best_common = -1;
+  for (int i = 0; i < n_slots(); ++i) {
+    const Slot& s = slots_[size_t(i)];
+    if (s.c) continue;
+    const std::vector<int32_t>& h = model_.history(i);
+    // As reuse_prefix: the last prompt token is always evaluated again.
+    const size_t limit = std::min(h.size(), prompt.empty() ? 0 : prompt.size() - 1);
+    size_t common = 0;
+    while (common < limit && h[common] == prompt[common]) ++common;
+    if (int(common) > best_common ||
+        (int(common) == best_common && s.last_used < slots_[size_t(best)].last_used)) {
+      best = i;
+      best_common = int(common);
+    }
+  }
+  return best < 0 ? std::make_pair(-1, 0) : std::make_pair(best, best_common);
+}
+
+void Engine::start(int slot, SlotRequest req) {
+  if (slot < 0 || slot >= n_slots()) throw std::invalid_argument("slot " + std::to_string(slot) + " does not exist");
+  Slot& s = slots_[size_t(slot)];
+  if (s.c) throw std::invalid_argument("slot " + std::to_string(slot) + " is busy");
+  if (req.n_probs < 0) throw std::invalid_argument("n_probs must be >= 0");
+  // The constructor validates the prompt and parameters before anything changes.
+  auto c = std::make_unique<Completion>(model_, std::move(req.prompt), std::move(req.params), slot);
+  if (!req.cache_prompt) model_.truncate(0, slot);
+  s.c = std::move(c);
+  s.fresh = true;
+  s.n_probs = std::min(req.n_probs, model_.hparams().n_vocab);
+  s.presence = req.presence_penalty;
+  s.frequency = req.frequency_penalty;
+  s.counts.clear();
+  s.last_used = ++clock_;
+}
+
+void Engine::cancel(int slot) {
+  Slot& s = slots_.at(size_t(slot));
+  s.c.reset();
+  s.fresh = false;
+}
+
+void Engine::finish_event(int slot, StepEvent* ev) {
+  Slot& s = slots_[size_t(slot)];
+  Completion& c = *s.c;
+  ev->finished = true;
+  ev->finish = c.finish_;
+  ev->piece += c.pending_;  // whatever was held back for a stop string can go now
+  ev->n_prompt = c.n_prompt_tokens();
+  ev->n_cached = c.n_reused_tokens();
+  ev->n_generated = int(c.generated_.size());
+  s.c.reset();
+}
+
+void Engine::sample(int slot, StepEvent* ev) {
+  Slot& s = slots_[size_t(slot)];
+  Completion& c = *s.c;
+  const int n_vocab = int(c.logits_.size());
+  raw_.assign(c.logits_.begin(), c.logits_.end());
+  // log-softmax normaliser of the model's own distribution, for logprobs.
+  const float mx = *std::max_element(raw_.begin(), raw_.end());
+  double sum = 0.0;
+  for (float x : raw_) sum += std::exp(double(x - mx));
+  const float lse = mx + float(std::log(sum));
+  if (s.presence != 0.0f || s.frequency != 0.0f)
+    for (const auto& [tok, n] : s.counts) c.logits_[size_t(tok)] -= s.presence + s.frequency * float(n);
+
+  const std::string before = c.params_.stop.empty() ? std::string() : c.pending_;
+  c.advance();
+  const int32_t tok = c.generated_.back();
+  if (c.finish_ == FinishReason::kStop) {
+    // The text was cut where the first stop string began: name that string.
+    const std::string raw = before + model_.tokenizer().token_bytes(tok);
+    for (const std::string& w : c.params_.stop)
+      if (raw.compare(c.pending_.size(), w.size(), w) == 0) {
+        ev->stop_word = w;
+        break;
+      }
+  }
+  ev->slot = slot;
+  ev->token = tok;
+  ev->logprob = raw_[size_t(tok)] - lse;
+  ev->special = model_.tokenizer().is_special(tok);
+  auto it = std::find_if(s.counts.begin(), s.counts.end(), [&](const auto& p) { return p.first == tok; });
+  if (it == s.counts.end()) s.counts.emplace_back(tok, 1);
+  else ++it->second;
+  if (s.n_probs > 0) {
+    std::vector<int32_t> ids(static_cast<size_t>(n_vocab), 0);
+    for (int i = 0; i < n_vocab; ++i) ids[size_t(i)] = i;
+    std::partial_sort(ids.begin(), ids.begin() + s.n_probs, ids.end(),
+                      [&](int32_t a, int32_t b) { return raw_[size_t(a)] > raw_[size_t(b)]; });
+    for (int i = 0; i < s.n_probs; ++i) ev->top.emplace_back(ids[size_t(i)], raw_[size_t(ids[size_t(i)])] - lse);
+  }
+  if (c.finished()) {
+    finish_event(slot, ev);
+    return;
+  }
+  const size_t n = c.emittable_prefix();
+  ev->piece = c.pending_.substr(0, n);
+  c.pending_.erase(0, n);
+}
+
+std::vector<StepEvent> Engine::step() {
+  std::vector<StepEvent> events;
+  std::vector<char> just_started(slots_.size(), 0);
+  // 1. Prompts of slots started since the last step (each reuses its cache).
+  for (int i = 0; i < n_slots(); ++i) {
+    Slot& s = slots_[size_t(i)];
+    if (!s.c || !s.fresh) continue;
+    s.fresh = false;
+    just_started[size_t(i)] = 1;
+    StepEvent ev;
+    ev.slot = i;
+    try {
+      Completion& c = *s.c;
+      if (c.params_.max_tokens == 0) {
+        // Nothing to generate, but the prompt still goes into the cache: an
+        // editor sends such requests to warm it for the next completion.
+        const int cached = reuse_prefix(model_, c.prompt_, i);
+        model_.eval(c.prompt_.data() + cached, int(c.prompt_.size()) - cached, false, c.logits_.data(), i);
+        c.n_reused_ = cached;
+      }
+      c.start();
+      c.version_ = model_.cache_version();
+      if (s.c->finished()) finish_event(i, &ev);  // max_tokens 0: the prompt is cached, nothing generated
+      else sample(i, &ev);
+    } catch (const std::exception& e) {
+      ev.error = e.what();
+      ev.finished = true;
+      s.c.reset();
+    }
+    events.push_back(std::move(ev));
+  }
+  // 2. One forward pass for every running slot's last sampled token.
+  std::vector<int32_t> tokens;
+  std::vector<int> seqs;
+  for (int i = 0; i < n_slots(); ++i) {
+    Slot& s = slots_[size_t(i)];
+    if (s.c && !just_started[size_t(i)] && s.c->need_eval_) {
+      tokens.push_back(s.c->generated_.back());
+      seqs.push_back(i);
+    }
+  }
+  if (tokens.empty()) return events;
+  const size_t n_vocab = size_t(model_.hparams().n_vocab);
+  std::vector<float> logits(tokens.size() * n_vocab);
+  try {
+    model_.eval_batch(tokens.data(), seqs.data(), int(tokens.size()), logits.data());
+  } catch (const std::exception& e) {
+    for (int i : seqs) {
+      StepEvent ev;
+      ev.slot = i;
+      ev.error = e.what();
+      ev.finished = true;
+      slots_[size_t(i)].c.reset();
+      events.push_back(std::move(ev));
+    }
+    return events;
+  }
+  for (size_t j = 0; j < seqs.size(); ++j) {
+    Completion& c = *slots_[size_t(seqs[j])].c;
+    std::copy(logits.begin() + ptrdiff_t(j * n_vocab), logits.begin() + ptrdiff_t((j + 1) * n_vocab),
+              c.logits_.begin());
+    c.version_ = model_.cache_version();
+    StepEvent ev;
+    sample(seqs[j], &ev);
+    events.push_back(std::move(ev));
+  }
+  return events;
+}
+
+}  // namespace sc
