@@ -50,15 +50,48 @@ def _stop_list(stop) -> list[str]:
     return out
 
 
-def fim_prompt_ids(model, prefix: str, suffix: str) -> list[int]:
-    """StarCoder's prefix-suffix-middle prompt as token ids."""
+# When a fill-in-the-middle prompt is longer than the room it has, the suffix
+# keeps at most a quarter of the room and the prefix the rest (more for the
+# suffix when the prefix needs less): the code just before the gap matters
+# most. llama.cpp's /infill splits its batch 3:1 the same way.
+FIM_SUFFIX_SHARE = 0.25
+_FIM_TOKENS = ("<fim_prefix>", "<fim_suffix>", "<fim_middle>")
+
+
+def fim_prompt_ids(model, prefix: str, suffix: str, room: int | None = None) -> list[int]:
+    """StarCoder's prefix-suffix-middle prompt as token ids.
+
+    With `room` (the most tokens the prompt may have), a longer prompt loses
+    tokens from the start of the prefix and the end of the suffix, split as
+    FIM_SUFFIX_SHARE says; the three FIM tokens are always kept.
+    """
+    for name, text in (("prefix", prefix), ("suffix", suffix)):
+        if not isinstance(text, str):
+            raise TypeError(f"{name} must be str, not {type(text).__name__}")
     ids = {}
-    for name in ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"):
+    for name in _FIM_TOKENS:
         ids[name] = model.token_id(name)
         if ids[name] < 0:
             raise ValueError(f"this model's vocabulary has no {name} token: it was not trained for fill-in-the-middle")
-    return ([ids["<fim_prefix>"]] + model.tokenize(prefix) + [ids["<fim_suffix>"]] + model.tokenize(suffix)
-            + [ids["<fim_middle>"]])
+    pre, suf = model.tokenize(prefix), model.tokenize(suffix)
+    if room is not None and len(pre) + len(suf) + len(_FIM_TOKENS) > room:
+        text_room = room - len(_FIM_TOKENS)
+        if text_room < 0:
+            raise ValueError(f"a fill-in-the-middle prompt needs at least {len(_FIM_TOKENS)} tokens, room is {room}")
+        n_suf = min(len(suf), int(text_room * FIM_SUFFIX_SHARE))
+        n_pre = min(len(pre), text_room - n_suf)
+        n_suf = min(len(suf), text_room - n_pre)
+        pre, suf = pre[len(pre) - n_pre:], suf[:n_suf]
+    return [ids["<fim_prefix>"]] + pre + [ids["<fim_suffix>"]] + suf + [ids["<fim_middle>"]]
+
+
+def _check_type(name: str, value, types, what: str) -> None:
+    """TypeError naming the argument, instead of pybind11's "incompatible
+    function arguments" listing the C++ signature."""
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise TypeError(f"{name} must be {what}, not bool")
+    if not isinstance(value, types):
+        raise TypeError(f"{name} must be {what}, not {type(value).__name__}")
 
 
 class CompletionText(str):
@@ -120,18 +153,20 @@ class Tokenizer:
         "<fim_prefix>" into their ids; otherwise they are ordinary text."""
         if not isinstance(text, str):
             raise TypeError(f"text must be str, not {type(text).__name__}")
+        _check_type("special", special, bool, "a bool")
         return self._t.encode(text, special)
 
     def detokenize(self, ids: Iterable[int]) -> str:
         """Token ids to text. Bytes that are not valid UTF-8 (a token sequence
         cut inside a character) become U+FFFD."""
-        return self._t.decode(list(ids)).decode("utf-8", errors="replace")
+        return self._t.decode(_core.token_ids(ids, "ids")).decode("utf-8", errors="replace")
 
     def detokenize_bytes(self, ids: Iterable[int]) -> bytes:
-        return self._t.decode(list(ids))
+        return self._t.decode(_core.token_ids(ids, "ids"))
 
     def token_id(self, text: str) -> int:
         """Id of the token spelled `text` (e.g. "<fim_prefix>"), or -1."""
+        _check_type("text", text, str, "str")
         return self._t.token_id(text)
 
     @property
@@ -185,12 +220,14 @@ class Model:
     def tokenize(self, text: str, special: bool = False) -> list[int]:
         if not isinstance(text, str):
             raise TypeError(f"text must be str, not {type(text).__name__}")
+        _check_type("special", special, bool, "a bool")
         return self._m.encode(text, special)
 
     def detokenize(self, ids: Iterable[int]) -> str:
-        return self._m.decode(list(ids)).decode("utf-8", errors="replace")
+        return self._m.decode(_core.token_ids(ids, "ids")).decode("utf-8", errors="replace")
 
     def token_id(self, text: str) -> int:
+        _check_type("text", text, str, "str")
         return self._m.token_id(text)
 
     # --- evaluation -------------------------------------------------------
@@ -201,8 +238,10 @@ class Model:
         or of every new position, shape (len(tokens), n_vocab), with
         all_logits=True. Raises ValueError for an id outside the vocabulary and
         ContextOverflowError when the cache cannot hold the tokens; in both
-        cases the cache is left unchanged.
+        cases the cache is left unchanged. Token ids must be integers (ints,
+        or a numpy integer array): anything else is a TypeError.
         """
+        _check_type("all_logits", all_logits, bool, "a bool")
         return self._m.eval(tokens, all_logits)
 
     def reset(self) -> None:
@@ -219,6 +258,7 @@ class Model:
         """Greedy decoding after `tokens`; returns the new ids (ending with EOS
         if it was produced and stop_at_eos). Reuses any cached prefix."""
         max_new_tokens = _non_negative_int("max_new_tokens", max_new_tokens)
+        tokens = _core.token_ids(tokens, "tokens")
         if len(tokens) == 0:
             raise ValueError("generate needs at least one prompt token")
         stop = [self.eos_id] if stop_at_eos else []
@@ -289,16 +329,23 @@ class Model:
         Builds StarCoder's PSM prompt <fim_prefix>{prefix}<fim_suffix>{suffix}
         <fim_middle> (prefix and suffix are plain text: special-token strings
         inside them are not interpreted) and stops at <|endoftext|> or
-        <fim_pad>. Other arguments as for complete().
+        <fim_pad>. A prompt that does not fit raises ContextOverflowError, or
+        with truncate_prompt=True keeps the end of the prefix and the start
+        of the suffix, so that it and max_tokens fit: the suffix gets at most
+        a quarter of the room (FIM_SUFFIX_SHARE), the prefix the rest, and
+        the FIM tokens stay. Other arguments as for complete().
         """
         opts = SamplingOptions.merged(sampling, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                                       repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n, seed=seed)
-        ids = fim_prompt_ids(self, prefix, suffix)
+        max_tokens = _non_negative_int("max_tokens", max_tokens)
+        room = max(len(_FIM_TOKENS), self.n_ctx - max_tokens) if truncate_prompt else None
+        ids = fim_prompt_ids(self, prefix, suffix, room)
         stop_ids = [self.eos_id]
         pad = self.token_id("<fim_pad>")
         if pad >= 0:
             stop_ids.append(pad)
-        return self._start(ids, max_tokens, stop, stream, truncate_prompt, stop_ids, opts)
+        # already cut to fit; _start's own truncation would drop the FIM tokens
+        return self._start(ids, max_tokens, stop, stream, False, stop_ids, opts)
 
     def complete_batch(
         self,
@@ -337,7 +384,9 @@ class Model:
         if isinstance(prompt, str):
             ids = self.tokenize(prompt, special=special)
         else:
-            ids = [int(t) for t in prompt]
+            if not isinstance(prompt, (Sequence, np.ndarray)):
+                raise TypeError(f"prompt must be str or a sequence of token ids, not {type(prompt).__name__}")
+            ids = _core.token_ids(prompt, "prompt")
         if not ids:
             ids = [self.bos_id]  # an empty prompt starts a new document
         return ids
@@ -348,12 +397,12 @@ class Model:
             keep = max(1, self.n_ctx - max_tokens)
             ids = ids[-keep:]
         elif len(ids) > self.n_ctx:
-            from ._core import ContextOverflowError
-
-            raise ContextOverflowError(
+            e = _core.ContextOverflowError(
                 f"the prompt has {len(ids)} tokens but the context holds {self.n_ctx}; "
                 "pass truncate_prompt=True to drop tokens from its start, or load the model with a larger n_ctx"
             )
+            e.n_prompt_tokens, e.n_ctx = len(ids), self.n_ctx  # for callers that word their own hint (the CLI)
+            raise e
         handle = self._m.start_completion(ids, opts.core_params(), max_tokens, _stop_list(stop), stop_ids)
         it = CompletionStream(handle)
         if stream:
