@@ -22,6 +22,7 @@ interrupted conversion never leaves a valid-looking file behind::
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
@@ -30,11 +31,39 @@ from gguf import GGUFWriter
 
 from .ggml_types import GGMLType, byte_shape, tensor_nbytes
 
-__all__ = ["GGUFOutput", "GGUFOutputError", "StreamedTensor"]
+__all__ = ["GGUFOutput", "GGUFOutputError", "StreamedTensor", "output_path_problem"]
 
 
 class GGUFOutputError(ValueError):
     """Tensor data that does not match what was declared for it."""
+
+
+def output_path_problem(out: Path, inputs: Iterable[Path]) -> Optional[str]:
+    """Why ``out`` must not be written, or None. Checked before anything is
+    read or created: the rename at the end would replace an input that
+    ``out`` names (the same file by any path), and would turn a FIFO or a
+    device node at ``out`` into a regular file."""
+    for p in (out, out.with_name(out.name + ".part")):
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            return f"cannot check the output path {p}: {e}"
+        if stat.S_ISDIR(st.st_mode):
+            return f"output path is a directory: {p}"
+        if not stat.S_ISREG(st.st_mode):
+            return f"output path {p} exists and is not a regular file (a FIFO, device or socket); refusing to replace it"
+    if not out.exists():
+        return None
+    for src in inputs:
+        try:
+            same = os.path.samefile(out, src)
+        except OSError:
+            continue
+        if same:
+            return f"the output file {out} is an input ({src}); writing it would destroy the input"
+    return None
 
 
 def _bytes_of(chunk) -> memoryview:
