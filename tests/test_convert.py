@@ -584,6 +584,13 @@ def test_output_onto_a_device_node_is_refused(build):
         convert.convert_checkpoint(build(), "/dev/null", progress=False)
 
 
+def test_too_many_threads_are_refused_before_writing(build, tmp_path):
+    with pytest.raises(ConversionError, match="more than"):
+        convert.convert_checkpoint(build(), tmp_path / "m.gguf", out_type="q8_0", progress=False,
+                                   n_threads=4 * len(os.sched_getaffinity(0)) + 1)
+    assert not list(tmp_path.iterdir())
+
+
 def test_values_beyond_the_f16_range_give_a_warning(build, tmp_path, capsys):
     d = _copy_without(build(), tmp_path / "big")
     f = st_reader.SafetensorsFile(d / "model.safetensors")

@@ -478,6 +478,13 @@ def test_quantize_onto_a_fifo_is_refused_and_the_fifo_stays(small, tmp_path):
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 
+def test_quantize_with_too_many_threads_is_refused_before_writing(small, tmp_path):
+    out = tmp_path / "q.gguf"
+    with pytest.raises(QuantizeError, match="more than"):
+        quantize_gguf(small["f16"], out, "q8_0", n_threads=4 * len(os.sched_getaffinity(0)) + 1)
+    assert not list(tmp_path.iterdir())
+
+
 def test_cli_convert_and_quantize(small, capsys):
     from starcoder_cpp.cli import main
 

@@ -11,6 +11,7 @@
 #include "backend/registry.h"
 #include "runtime/completion.h"
 #include "util/errors.h"
+#include "util/thread_pool.h"
 #include "runtime/generate.h"
 #include "runtime/sampling.h"
 #include "format/gguf.h"
@@ -378,6 +379,8 @@ PYBIND11_MODULE(_core, m) {
       });
 
   m.def("backend_names", &sc::backend_names, "Backend names Model(backend=...) knows (not all may run here).");
+  m.def("resolve_thread_count", &sc::resolve_thread_count, py::arg("n_threads"),
+        "n_threads, or all cores for 0; ValueError above 4x the cores this process may use.");
 
   register_quant_bindings(m);
 }

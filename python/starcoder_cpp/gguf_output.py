@@ -31,7 +31,7 @@ from gguf import GGUFWriter
 
 from .ggml_types import GGMLType, byte_shape, tensor_nbytes
 
-__all__ = ["GGUFOutput", "GGUFOutputError", "StreamedTensor", "output_path_problem"]
+__all__ = ["GGUFOutput", "GGUFOutputError", "StreamedTensor", "checked_threads", "output_path_problem"]
 
 
 class GGUFOutputError(ValueError):
@@ -64,6 +64,22 @@ def output_path_problem(out: Path, inputs: Iterable[Path]) -> Optional[str]:
         if same:
             return f"the output file {out} is an input ({src}); writing it would destroy the input"
     return None
+
+
+def checked_threads(n_threads, error: type) -> int:
+    """A writer's thread count (0: all cores), checked before the output is
+    opened: `error` (the caller's exception type) for a non-int, a negative
+    count or more than the core's cap (4x the cores)."""
+    from . import _core
+
+    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)):
+        raise error(f"n_threads must be an int, not {type(n_threads).__name__}")
+    if n_threads < 0:
+        raise error(f"n_threads must be >= 0, got {n_threads}")
+    try:
+        return _core.resolve_thread_count(int(n_threads)) if n_threads else 0
+    except ValueError as e:
+        raise error(str(e)) from None
 
 
 def _bytes_of(chunk) -> memoryview:

@@ -35,6 +35,8 @@ def _resolve_path(path: str | os.PathLike) -> str:
             f"{p} is a directory; convert a Hugging Face checkpoint first: "
             f"starcoder-cpp convert {p} -o model.gguf"
         )
+    if not os.path.isfile(p):  # reading a FIFO would wait for a writer
+        raise _core.GGUFError(f"{p}: not a regular file (a FIFO, device or socket cannot be mapped)")
     return p
 
 
@@ -186,7 +188,10 @@ class Model:
     """A GPT-BigCode model from a GGUF file, with its KV cache.
 
     n_ctx: positions the KV cache holds (default: the model's context length,
-    at most 8192). n_threads: CPU threads (default: all available cores).
+    at most 8192). n_threads: CPU threads (default: all available cores);
+    more than 4x the cores this process may use is refused with ValueError
+    (threads beyond the cores only take turns and slow each step down), and
+    threads the system cannot create raise RuntimeError.
     kv_type: the KV cache's element type, "f16" (default; half the memory and
     attention bandwidth, as llama.cpp), "f32" (float32 attention throughout)
     or "q8_0" (a quarter of f32; head_dim must be a multiple of 32).

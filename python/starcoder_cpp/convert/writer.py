@@ -13,7 +13,7 @@ import numpy as np
 from gguf import GGML_QUANT_VERSION, LlamaFileType
 
 from ..ggml_types import GGMLType, QUANTIZED_TYPES
-from ..gguf_output import GGUFOutput, output_path_problem
+from ..gguf_output import GGUFOutput, checked_threads as _checked_threads, output_path_problem
 from ..lora import LoraAdapter, LoraError
 from ..progress import progress_bar
 from ..quant_presets import PRESETS, QuantPlanError, normalize_preset, plan_tensor_types
@@ -131,6 +131,7 @@ def convert_checkpoint(
     problem = output_path_problem(out, inputs)
     if problem:
         raise ConversionError(problem)
+    n_threads = _checked_threads(n_threads, ConversionError)
     lora = None
     if lora_dir is not None:
         try:
