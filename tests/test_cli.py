@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -87,3 +89,64 @@ def test_usage_errors_exit_2():
     assert cli("complete").returncode == 2
     assert cli("no-such-command").returncode == 2
     assert cli("complete", "-m", "demo", "x", "--temperature", "hot").returncode == 2
+
+
+def test_prompt_too_long_names_the_cli_flag_not_the_python_argument(tiny_gguf_f32):
+    r = cli("complete", "-m", tiny_gguf_f32, "-c", 32, "-n", 4, "x = 1\n" * 40)
+    assert r.returncode == 1
+    assert "--truncate" in r.stderr and "truncate_prompt" not in r.stderr
+    r = cli("infill", "-m", tiny_gguf_f32, "-c", 32, "-n", 4, "--prefix", "x = 1\n" * 40, "--suffix", "")
+    assert r.returncode == 1
+    assert "--truncate" in r.stderr and "truncate_prompt" not in r.stderr
+
+
+def test_truncate_flag_fits_a_long_infill(tiny_gguf_f32):
+    r = cli("infill", "-m", tiny_gguf_f32, "-c", 32, "-n", 4, "--temperature", 0, "--truncate", "--middle-only",
+            "--prefix", "x = 1\n" * 40, "--suffix", "y = 2\n" * 40)
+    assert r.returncode == 0, r.stderr
+
+
+def _interrupt(args, started) -> subprocess.CompletedProcess:
+    """Runs the CLI, sends SIGINT once started(proc) says the work is under way."""
+    p = subprocess.Popen([sys.executable, "-m", "starcoder_cpp", *map(str, args)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not started(p):
+            assert p.poll() is None, "finished before it could be interrupted: " + p.stderr.read().decode()
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err.decode())
+
+
+def test_ctrl_c_during_complete_exits_130_without_a_traceback(tiny_gguf_f32):
+    # greedy on a repetitive prompt: the tiny model repeats it to the end of
+    # the context (2048 positions), so it is still generating when the
+    # first piece arrives
+    r = _interrupt(["complete", "-m", tiny_gguf_f32, "-n", 4000, "--temperature", 0, "x = 1\n" * 8],
+                   started=lambda p: p.stdout.read(1) != b"")
+    assert r.returncode == 130, r.stderr
+    assert "Traceback" not in r.stderr and "interrupted" in r.stderr
+
+
+def test_ctrl_c_during_convert_exits_130_and_leaves_no_file(tiny_model_dir, tmp_path):
+    out = tmp_path / "m.gguf"
+    part = tmp_path / "m.gguf.part"
+    r = _interrupt(["convert", tiny_model_dir, "-o", out, "--type", "q4_k_m", "-q"], started=lambda p: part.exists())
+    assert r.returncode == 130, r.stderr
+    assert "Traceback" not in r.stderr
+    assert not out.exists() and not part.exists()
+
+
+def test_ctrl_c_during_quantize_exits_130_and_leaves_no_file(tiny_gguf_f32, tmp_path):
+    out = tmp_path / "q.gguf"
+    part = tmp_path / "q.gguf.part"
+    r = _interrupt(["quantize", tiny_gguf_f32, out, "--type", "q4_k_m", "-q"], started=lambda p: part.exists())
+    assert r.returncode == 130, r.stderr
+    assert "Traceback" not in r.stderr
+    assert not out.exists() and not part.exists()

@@ -180,6 +180,52 @@ def test_truncate_prompt_drops_tokens_from_the_left(tiny_gguf_f32):
     assert r == m.complete(kept, max_tokens=8, temperature=0)
 
 
+LONG_PREFIX = "".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(40)) + "def g(y):\n    "
+LONG_SUFFIX = "\n    return z\n\n" + "".join(f"v{i} = g({i})\n" for i in range(60))
+
+
+def test_truncated_infill_keeps_the_fim_tokens_the_end_of_the_prefix_and_the_start_of_the_suffix(tiny_gguf_f32):
+    m = starcoder_cpp.Model(tiny_gguf_f32, n_ctx=128)
+    pre, suf = m.tokenize(LONG_PREFIX), m.tokenize(LONG_SUFFIX)
+    assert len(pre) + len(suf) > 128  # the whole file does not fit
+    r = m.infill(LONG_PREFIX, LONG_SUFFIX, max_tokens=8, temperature=0, truncate_prompt=True)
+    room = 128 - 8 - 3  # text tokens beside <fim_prefix>, <fim_suffix>, <fim_middle>
+    n_suf = room // 4   # the suffix's share (FIM_SUFFIX_SHARE)
+    kept = ([m.token_id("<fim_prefix>")] + pre[len(pre) - (room - n_suf):] + [m.token_id("<fim_suffix>")]
+            + suf[:n_suf] + [m.token_id("<fim_middle>")])
+    assert r.n_prompt_tokens == len(kept) == 128 - 8
+    # the same text as completing that prompt (which does not stop at <fim_pad>)
+    assert m.complete(kept, max_tokens=8, temperature=0).startswith(r)
+
+
+def test_truncated_infill_gives_a_short_suffix_all_of_it_and_the_prefix_the_rest(model):
+    short_suffix = "\n    return z\n"
+    ids = fim_prompt_ids(model, LONG_PREFIX, short_suffix, room=100)
+    suf = model.tokenize(short_suffix)
+    assert len(ids) == 100
+    assert ids[-len(suf) - 2:] == [model.token_id("<fim_suffix>")] + suf + [model.token_id("<fim_middle>")]
+    assert ids[1:-len(suf) - 2] == model.tokenize(LONG_PREFIX)[-(100 - 3 - len(suf)):]
+
+
+def test_truncated_infill_gives_a_short_prefix_all_of_it_and_the_suffix_the_rest(model):
+    short_prefix = "def g(y):\n    "
+    ids = fim_prompt_ids(model, short_prefix, LONG_SUFFIX, room=100)
+    pre = model.tokenize(short_prefix)
+    assert len(ids) == 100
+    assert ids[:len(pre) + 2] == [model.token_id("<fim_prefix>")] + pre + [model.token_id("<fim_suffix>")]
+    assert ids[len(pre) + 2:-1] == model.tokenize(LONG_SUFFIX)[:100 - 3 - len(pre)]
+
+
+def test_infill_that_fits_is_not_truncated(model):
+    assert fim_prompt_ids(model, "def f(", "):", room=100) == fim_prompt_ids(model, "def f(", "):")
+
+
+def test_infill_too_long_without_truncate_raises(tiny_gguf_f32):
+    m = starcoder_cpp.Model(tiny_gguf_f32, n_ctx=128)
+    with pytest.raises(starcoder_cpp.ContextOverflowError, match="truncate_prompt"):
+        m.infill(LONG_PREFIX, LONG_SUFFIX, max_tokens=8)
+
+
 def test_generation_stops_with_length_when_the_context_is_full(tiny_gguf_f32):
     m = starcoder_cpp.Model(tiny_gguf_f32, n_ctx=16)
     r = m.complete("class Stack:", max_tokens=100, temperature=0)

@@ -14,6 +14,8 @@ import importlib
 import io
 import json
 import math
+import os
+import stat
 import struct
 import sys
 import types
@@ -540,6 +542,53 @@ def test_failed_conversion_keeps_an_existing_output_untouched(build, tmp_path):
     with pytest.raises(ConversionError):
         convert.convert_checkpoint(build(activation="relu"), out, progress=False)
     assert out.read_bytes() == b"old"
+
+
+@pytest.mark.parametrize("target", ["model.safetensors", "config.json", "tokenizer.json"])
+def test_output_onto_an_input_file_is_refused_before_anything_is_touched(build, tmp_path, target):
+    d = _copy_without(build(), tmp_path / "ck")
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    with pytest.raises(ConversionError, match="is an input"):
+        convert.convert_checkpoint(d, d / target, progress=False)
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before  # no .part either
+
+
+def test_output_onto_an_input_through_another_path_is_refused(build, tmp_path):
+    d = _copy_without(build(), tmp_path / "ck")
+    (tmp_path / "link.safetensors").symlink_to(d / "model.safetensors")
+    (tmp_path / "hard.safetensors").hardlink_to(d / "model.safetensors")
+    for out in (tmp_path / "link.safetensors", tmp_path / "hard.safetensors", d / "sub" / ".." / "config.json"):
+        (d / "sub").mkdir(exist_ok=True)
+        with pytest.raises(ConversionError, match="is an input"):
+            convert.convert_checkpoint(d, out, progress=False)
+
+
+def test_output_onto_a_lora_adapter_file_is_refused(build, tmp_path):
+    ad = tmp_path / "adapter"
+    ad.mkdir()
+    (ad / "adapter_config.json").write_text("{}")
+    with pytest.raises(ConversionError, match="is an input"):
+        convert.convert_checkpoint(build(), ad / "adapter_config.json", lora_dir=ad, progress=False)
+
+
+def test_output_onto_a_fifo_is_refused_and_the_fifo_stays(build, tmp_path):
+    fifo = tmp_path / "out.gguf"
+    os.mkfifo(fifo)
+    with pytest.raises(ConversionError, match="not a regular file"):
+        convert.convert_checkpoint(build(), fifo, progress=False)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_output_onto_a_device_node_is_refused(build):
+    with pytest.raises(ConversionError, match="not a regular file"):
+        convert.convert_checkpoint(build(), "/dev/null", progress=False)
+
+
+def test_too_many_threads_are_refused_before_writing(build, tmp_path):
+    with pytest.raises(ConversionError, match="more than"):
+        convert.convert_checkpoint(build(), tmp_path / "m.gguf", out_type="q8_0", progress=False,
+                                   n_threads=4 * len(os.sched_getaffinity(0)) + 1)
+    assert not list(tmp_path.iterdir())
 
 
 def test_values_beyond_the_f16_range_give_a_warning(build, tmp_path, capsys):

@@ -3,6 +3,7 @@ file raises GGUFError with a useful message, never a crash."""
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 import sys
@@ -221,3 +222,49 @@ print('ok')
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("bad", [b"\xff", b"ab\xc3", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80"])
+def test_a_string_value_that_is_not_utf8_raises_gguf_error(tmp_path, bad):
+    blob = build(kvs=[s("general.name") + struct.pack("<I", GGUF_STRING) + struct.pack("<Q", len(bad)) + bad])
+    with pytest.raises(GGUFError, match="general.name.*UTF-8"):
+        inspect_gguf(str(write(tmp_path, blob)))
+
+
+def test_a_metadata_key_that_is_not_utf8_raises_gguf_error(tmp_path):
+    blob = build(kvs=[struct.pack("<Q", 3) + b"k\xfe\xff" + struct.pack("<II", GGUF_UINT32, 1)])
+    with pytest.raises(GGUFError, match="metadata key is not valid UTF-8"):
+        inspect_gguf(str(write(tmp_path, blob)))
+
+
+def test_a_tensor_name_that_is_not_utf8_raises_gguf_error(tmp_path):
+    blob = build(tensors=[struct.pack("<Q", 2) + b"a\x80" + struct.pack("<IQIQ", 1, 8, 0, 0)],
+                 data=np.zeros(8, np.float32).tobytes())
+    with pytest.raises(GGUFError, match="tensor name is not valid UTF-8"):
+        inspect_gguf(str(write(tmp_path, blob)))
+
+
+def test_valid_multibyte_utf8_strings_are_accepted(tmp_path):
+    text = "naïve — 日本語 🐍"
+    blob = build(kvs=[kv_str("general.name", text)])
+    assert inspect_gguf(str(write(tmp_path, blob)))["metadata"]["general.name"] == text
+
+
+def test_a_model_whose_token_string_is_not_utf8_raises_gguf_error_naming_the_token(tiny_gguf_f16, tmp_path):
+    blob = tiny_gguf_f16.read_bytes()
+    i = blob.index(b"<fim_middle>")
+    p = write(tmp_path, blob[:i + 5] + b"\xff" + blob[i + 6:])  # "<fim_\xffiddle>", same length
+    with pytest.raises(GGUFError, match=r"element \d+ of 'tokenizer.ggml.tokens' is not valid UTF-8"):
+        starcoder_cpp.Model(p)
+    with pytest.raises(GGUFError, match="not valid UTF-8"):
+        starcoder_cpp.Tokenizer(p)
+
+
+def test_a_fifo_raises_gguf_error_instead_of_blocking(tmp_path):
+    fifo = tmp_path / "pipe.gguf"
+    os.mkfifo(fifo)
+    # in a child, so that a regression hangs the child (killed by the timeout), not the test run
+    script = f"import starcoder_cpp\ntry:\n    starcoder_cpp.inspect_gguf({str(fifo)!r})\n" \
+             f"except starcoder_cpp.GGUFError as e:\n    print(e)\n"
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "not a regular file" in r.stdout, r.stderr[-2000:]

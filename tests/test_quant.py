@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 import struct
 from pathlib import Path
 
@@ -456,6 +458,31 @@ def test_quantized_inputs_are_not_silently_requantized(small):
     # same preset again: every quantized tensor is copied as it is
     quantize_gguf(q8, small["dir"] / "rq-q8_0-again.gguf", "q8_0")
     assert _tensor_bytes(q8)[1] == _tensor_bytes(small["dir"] / "rq-q8_0-again.gguf")[1]
+
+
+def test_quantize_onto_its_own_input_is_refused_through_any_path(small, tmp_path):
+    link = tmp_path / "link.gguf"
+    link.symlink_to(small["f16"])
+    before = small["f16"].read_bytes()
+    for out in (small["f16"], link):
+        with pytest.raises(QuantizeError, match="is an input"):
+            quantize_gguf(small["f16"], out, "q8_0")
+    assert small["f16"].read_bytes() == before
+
+
+def test_quantize_onto_a_fifo_is_refused_and_the_fifo_stays(small, tmp_path):
+    fifo = tmp_path / "out.gguf"
+    os.mkfifo(fifo)
+    with pytest.raises(QuantizeError, match="not a regular file"):
+        quantize_gguf(small["f16"], fifo, "q8_0")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_quantize_with_too_many_threads_is_refused_before_writing(small, tmp_path):
+    out = tmp_path / "q.gguf"
+    with pytest.raises(QuantizeError, match="more than"):
+        quantize_gguf(small["f16"], out, "q8_0", n_threads=4 * len(os.sched_getaffinity(0)) + 1)
+    assert not list(tmp_path.iterdir())
 
 
 def test_cli_convert_and_quantize(small, capsys):

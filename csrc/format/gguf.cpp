@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "format/utf8_valid.h"
+
 namespace sc {
 
 namespace {
@@ -47,12 +49,25 @@ class Cursor {
     return v;
   }
 
+  // A length-prefixed string, which must be valid UTF-8.
   std::string_view read_string(const char* what) {
+    const uint64_t start = pos_;
+    const std::string_view s = read_string_bytes(what);
+    if (!is_valid_utf8(s)) {
+      pos_ = start;  // the error names where the string begins
+      fail(std::string(what) + " is not valid UTF-8");
+    }
+    return s;
+  }
+
+  std::string_view read_string_bytes(const char* what) {
     const uint64_t n = read<uint64_t>(what);
     if (n > kMaxString) fail(std::string("absurd string length ") + std::to_string(n) + " for " + what);
     const uint8_t* p = take(n, what);
     return std::string_view(reinterpret_cast<const char*>(p), n);
   }
+
+  void seek(uint64_t pos) { pos_ = pos; }
 
  private:
   const uint8_t* base_;
@@ -111,11 +126,13 @@ const char* gguf_type_name(GGUFType t) {
 std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
   std::unique_ptr<GGUFFile> f(new GGUFFile());
   f->path_ = path;
-  f->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer
+  // forever; it changes nothing for a regular file, the only kind accepted.
+  f->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (f->fd_ < 0) throw GGUFError(path + ": cannot open: " + std::strerror(errno));
   struct stat st;
   if (fstat(f->fd_, &st) != 0) throw GGUFError(path + ": cannot stat: " + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) throw GGUFError(path + ": not a regular file");
+  if (!S_ISREG(st.st_mode)) throw GGUFError(path + ": not a regular file (a FIFO, device or socket cannot be mapped)");
   f->size_ = uint64_t(st.st_size);
   if (f->size_ < 24) throw GGUFError(path + ": file is too small to be GGUF (" + std::to_string(f->size_) + " bytes)");
   void* m = mmap(nullptr, f->size_, PROT_READ, MAP_SHARED, f->fd_, 0);
@@ -154,7 +171,14 @@ void GGUFFile::parse() {
       if (v.elem_type == GGUFType::STRING) {
         if (v.count > c.remaining() / 8) c.fail("array length " + std::to_string(v.count) + " of '" + key + "' is larger than the file");
         v.strings.reserve(v.count);
-        for (uint64_t j = 0; j < v.count; ++j) v.strings.push_back(c.read_string("string array element"));
+        for (uint64_t j = 0; j < v.count; ++j) {
+          const uint64_t start = c.pos();
+          v.strings.push_back(c.read_string_bytes("string array element"));
+          if (!is_valid_utf8(v.strings.back())) {
+            c.seek(start);
+            c.fail("element " + std::to_string(j) + " of '" + key + "' is not valid UTF-8");
+          }
+        }
       } else {
         const size_t es = scalar_size(v.elem_type);
         if (es == 0) c.fail("unsupported array element type " + std::to_string(uint32_t(v.elem_type)) + " for '" + key + "'");
@@ -162,7 +186,12 @@ void GGUFFile::parse() {
         v.elems = c.take(v.count * es, "array data");
       }
     } else if (v.type == GGUFType::STRING) {
-      v.str = c.read_string("string value");
+      const uint64_t start = c.pos();
+      v.str = c.read_string_bytes("string value");
+      if (!is_valid_utf8(v.str)) {
+        c.seek(start);
+        c.fail("the value of '" + key + "' is not valid UTF-8");
+      }
     } else {
       const size_t sz = scalar_size(v.type);
       if (sz == 0) c.fail("unknown metadata type " + std::to_string(uint32_t(v.type)) + " for '" + key + "'");

@@ -43,7 +43,7 @@ Model::Model(const std::string& path, const ModelOptions& options) : opts_(optio
     throw std::invalid_argument("a q8_0 KV cache needs head_dim to be a multiple of 32; this model's is " +
                                 std::to_string(hp_.head_dim));
 
-  if (opts_.n_threads <= 0) opts_.n_threads = default_thread_count();
+  opts_.n_threads = resolve_thread_count(opts_.n_threads);
   BackendOptions bo;
   bo.name = opts_.backend;
   bo.n_threads = opts_.n_threads;

@@ -1,7 +1,9 @@
 #include "model/weights.h"
 
 #include <cstring>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "util/errors.h"
 
@@ -65,10 +67,54 @@ BufferPtr vector_f32(const GGUFFile& f, Backend& be, const std::string& name, in
   return buf;
 }
 
+// The biases are optional, but a model has each kind in every layer or in
+// none: one missing where the others have it is a damaged or misnamed file,
+// and computing that layer without it would give silently wrong logits.
+void check_biases(const GGUFFile& f, const HParams& hp) {
+  for (const char* kind : {"attn_qkv.bias", "attn_output.bias", "ffn_up.bias", "ffn_down.bias"}) {
+    std::vector<int> missing;
+    for (int i = 0; i < hp.n_layer; ++i)
+      if (!f.find_tensor("blk." + std::to_string(i) + "." + kind)) missing.push_back(i);
+    if (missing.empty() || int(missing.size()) == hp.n_layer) continue;
+    std::string list;
+    for (size_t k = 0; k < missing.size() && k < 8; ++k) list += (k ? ", " : "") + std::string("blk.") +
+                                                                   std::to_string(missing[k]) + "." + kind;
+    if (missing.size() > 8) list += ", ...";
+    throw ModelError(f.path() + ": " + std::to_string(missing.size()) + " of " + std::to_string(hp.n_layer) +
+                     " layers have no " + kind + " while the others do (missing: " + list + ")");
+  }
+}
+
+// Every tensor in the file must be one the model reads: an extra one is most
+// likely a misnamed tensor the model needs (and, if optional, would run without).
+void check_all_used(const GGUFFile& f, const HParams& hp) {
+  std::set<std::string> known = {"token_embd.weight", "position_embd.weight", "output_norm.weight",
+                                 "output_norm.bias", "output.weight"};
+  for (int i = 0; i < hp.n_layer; ++i) {
+    const std::string p = "blk." + std::to_string(i) + ".";
+    for (const char* n : {"attn_norm.weight", "attn_norm.bias", "attn_qkv.weight", "attn_qkv.bias",
+                          "attn_output.weight", "attn_output.bias", "ffn_norm.weight", "ffn_norm.bias",
+                          "ffn_up.weight", "ffn_up.bias", "ffn_down.weight", "ffn_down.bias"})
+      known.insert(p + n);
+  }
+  std::vector<std::string> unused;
+  for (const GGUFTensor& t : f.tensors())
+    if (!known.count(t.name)) unused.push_back(t.name);
+  if (unused.empty()) return;
+  std::string list;
+  for (size_t k = 0; k < unused.size() && k < 8; ++k) list += (k ? ", '" : "'") + unused[k] + "'";
+  if (unused.size() > 8) list += ", ...";
+  throw ModelError(f.path() + ": " + std::to_string(unused.size()) +
+                   " tensor(s) that a " + std::to_string(hp.n_layer) +
+                   "-layer starcoder model does not use: " + list + " (misnamed, or from another architecture)");
+}
+
 }  // namespace
 
 ModelWeights load_weights(const GGUFFile& f, const HParams& hp, Backend& be) {
   const int64_t E = hp.n_embd, F = hp.n_ff, V = hp.n_vocab, QKV = hp.qkv_dim();
+  check_biases(f, hp);  // first: a misnamed bias is best reported as the missing one
+  check_all_used(f, hp);
   ModelWeights w;
   w.tok_embd = matrix(f, be, "token_embd.weight", E, V);
   w.pos_embd = matrix(f, be, "position_embd.weight", E, hp.n_ctx_train);

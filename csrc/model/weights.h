@@ -31,7 +31,8 @@ struct ModelWeights {
   const Weight& lm_head() const { return output.n_out ? output : tok_embd; }
 };
 
-// Throws ModelError for a missing tensor, a wrong shape or a type `be` cannot run.
+// Throws ModelError for a missing tensor, a wrong shape, a type `be` cannot
+// run, a tensor the model does not use, or a bias that only some layers have.
 ModelWeights load_weights(const GGUFFile& f, const HParams& hp, Backend& be);
 
 }  // namespace sc

@@ -24,7 +24,7 @@ size_t quantize_tensor(TensorType t, const float* src, int64_t n_rows, int64_t n
 }
 
 size_t quantize_tensor(TensorType t, const float* src, int64_t n_rows, int64_t n_per_row, void* dst, int n_threads) {
-  ThreadPool pool(n_threads > 0 ? n_threads : default_thread_count());
+  ThreadPool pool(resolve_thread_count(n_threads));
   return quantize_tensor(t, src, n_rows, n_per_row, dst, pool);
 }
 

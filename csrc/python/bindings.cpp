@@ -11,6 +11,7 @@
 #include "backend/registry.h"
 #include "runtime/completion.h"
 #include "util/errors.h"
+#include "util/thread_pool.h"
 #include "runtime/generate.h"
 #include "runtime/sampling.h"
 #include "format/gguf.h"
@@ -58,17 +59,48 @@ struct PyModel {
   std::mutex mu;
 };
 
-// Accepts any sequence of ints / integer array; returns a contiguous int32 copy.
-std::vector<int32_t> to_ids(const py::handle& tokens) {
-  auto arr = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(tokens);
-  if (!arr) throw py::type_error("tokens must be a sequence of integers");
-  if (arr.ndim() != 1) throw py::value_error("tokens must be one-dimensional");
-  std::vector<int32_t> ids(size_t(arr.size()));
-  const int64_t* p = arr.data();
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (p[i] < INT32_MIN || p[i] > INT32_MAX)
-      throw py::value_error("token id " + std::to_string(p[i]) + " is out of range");
-    ids[i] = int32_t(p[i]);
+// Token ids as int32. Accepts a numpy array of an integer dtype or a sequence
+// of Python / numpy integers; anything else (floats, strings, bools) is a
+// TypeError naming the argument, since silently truncating 1.9 to 1 or
+// parsing '5' hides a caller's bug.
+std::vector<int32_t> to_ids(const py::handle& tokens, const char* name = "tokens") {
+  const std::string arg(name);
+  auto check_range = [&](long long v) {
+    if (v < INT32_MIN || v > INT32_MAX) throw py::value_error("token id " + std::to_string(v) + " in " + arg + " is out of range");
+    return int32_t(v);
+  };
+  if (py::isinstance<py::array>(tokens)) {
+    py::array a = py::reinterpret_borrow<py::array>(tokens);
+    const char kind = a.dtype().kind();
+    if (kind != 'i' && kind != 'u')
+      throw py::type_error(arg + " must be token ids (integers), not an array of " + std::string(py::str(a.dtype())));
+    if (a.ndim() != 1) throw py::value_error(arg + " must be one-dimensional");
+    auto arr = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+    if (!arr) throw py::type_error(arg + " must be token ids (integers)");
+    std::vector<int32_t> ids(size_t(arr.size()));
+    const int64_t* p = arr.data();
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = check_range(p[i]);
+    return ids;
+  }
+  if (py::isinstance<py::str>(tokens) || py::isinstance<py::bytes>(tokens) || !py::isinstance<py::sequence>(tokens))
+    throw py::type_error(arg + " must be a sequence of token ids (integers), not " +
+                         std::string(Py_TYPE(tokens.ptr())->tp_name));
+  py::sequence seq = py::reinterpret_borrow<py::sequence>(tokens);
+  std::vector<int32_t> ids;
+  ids.reserve(seq.size());
+  for (size_t i = 0; i < seq.size(); ++i) {
+    py::object v = seq[i];
+    // __index__ is Python's "is an integer" (int, numpy integers); bool has
+    // it too but True is no token id.
+    if (PyBool_Check(v.ptr()) || !PyIndex_Check(v.ptr()))
+      throw py::type_error(arg + " must hold token ids (integers); element " + std::to_string(i) + " is " +
+                           std::string(Py_TYPE(v.ptr())->tp_name) + " " + std::string(py::repr(v)));
+    int overflow = 0;
+    py::object as_int = py::reinterpret_steal<py::object>(PyNumber_Index(v.ptr()));
+    if (!as_int) throw py::error_already_set();
+    const long long x = PyLong_AsLongLongAndOverflow(as_int.ptr(), &overflow);
+    if (overflow) throw py::value_error("token id " + std::string(py::str(as_int)) + " in " + arg + " is out of range");
+    ids.push_back(check_range(x));
   }
   return ids;
 }
@@ -112,6 +144,11 @@ PYBIND11_MODULE(_core, m) {
       py::set_error(backend_error, e.what());
     }
   });
+
+  m.def(
+      "token_ids", [](const py::handle& ids, const std::string& name) { return to_ids(ids, name.c_str()); },
+      py::arg("ids"), py::arg("name") = "tokens",
+      "Token ids as a list of ints; TypeError naming `name` unless they are integers.");
 
   m.def(
       "inspect_gguf",
@@ -189,7 +226,7 @@ PYBIND11_MODULE(_core, m) {
            py::arg("path"))
       .def("encode", [](const PyTokenizer& t, const std::string& text, bool special) { return encode(*t.tok, text, special); },
            py::arg("text"), py::arg("special") = false)
-      .def("decode", [](const PyTokenizer& t, const std::vector<int32_t>& ids) { return decode(*t.tok, ids); }, py::arg("ids"))
+      .def("decode", [](const PyTokenizer& t, const py::handle& ids) { return decode(*t.tok, to_ids(ids, "ids")); }, py::arg("ids"))
       .def("token_bytes", [](const PyTokenizer& t, int32_t id) { return py::bytes(t.tok->token_bytes(id)); })
       .def("token_id", [](const PyTokenizer& t, const std::string& s) { return t.tok->token_id(s); })
       .def("is_special", [](const PyTokenizer& t, int32_t id) { return t.tok->is_special(id); })
@@ -311,7 +348,7 @@ PYBIND11_MODULE(_core, m) {
            })
       .def("encode", [](const PyModel& pm, const std::string& text, bool special) { return encode(pm.model->tokenizer(), text, special); },
            py::arg("text"), py::arg("special") = false)
-      .def("decode", [](const PyModel& pm, const std::vector<int32_t>& ids) { return decode(pm.model->tokenizer(), ids); }, py::arg("ids"))
+      .def("decode", [](const PyModel& pm, const py::handle& ids) { return decode(pm.model->tokenizer(), to_ids(ids, "ids")); }, py::arg("ids"))
       .def("token_bytes", [](const PyModel& pm, int32_t id) { return py::bytes(pm.model->tokenizer().token_bytes(id)); })
       .def("token_id", [](const PyModel& pm, const std::string& s) { return pm.model->tokenizer().token_id(s); })
       .def_property_readonly("n_past", [](PyModel& pm) {
@@ -344,6 +381,8 @@ PYBIND11_MODULE(_core, m) {
       });
 
   m.def("backend_names", &sc::backend_names, "Backend names Model(backend=...) knows (not all may run here).");
+  m.def("resolve_thread_count", &sc::resolve_thread_count, py::arg("n_threads"),
+        "n_threads, or all cores for 0; ValueError above 4x the cores this process may use.");
 
   register_quant_bindings(m);
   register_engine_bindings(m);

@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <stdexcept>
+#include <string>
+#include <system_error>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -32,17 +35,44 @@ int default_thread_count() {
   return n > 0 ? int(n) : 1;
 }
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
-  for (int i = 1; i < n_threads_; ++i) threads_.emplace_back(&ThreadPool::worker, this, i);
+int max_thread_count() { return 4 * default_thread_count(); }
+
+int resolve_thread_count(int requested) {
+  if (requested <= 0) return default_thread_count();
+  if (requested > max_thread_count())
+    throw std::invalid_argument("n_threads " + std::to_string(requested) + " is more than " +
+                                std::to_string(max_thread_count()) + " (4 x the " +
+                                std::to_string(default_thread_count()) +
+                                " cores this process may use); threads beyond the cores only slow it down");
+  return requested;
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
+  threads_.reserve(size_t(n_threads_ - 1));
+  for (int i = 1; i < n_threads_; ++i) {
+    try {
+      threads_.emplace_back(&ThreadPool::worker, this, i);
+    } catch (const std::system_error& e) {
+      // The destructor does not run for a half-built pool: stop and join the
+      // workers already started here, or their std::thread objects would
+      // call std::terminate when the vector is destroyed.
+      stop_and_join();
+      throw std::runtime_error("cannot start thread " + std::to_string(i + 1) + " of " + std::to_string(n_threads_) +
+                               " (" + e.what() + "); ask for fewer threads");
+    }
+  }
+}
+
+ThreadPool::~ThreadPool() { stop_and_join(); }
+
+void ThreadPool::stop_and_join() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
   start_cv_.notify_all();
   for (auto& t : threads_) t.join();
+  threads_.clear();
 }
 
 void ThreadPool::parallel_for(int64_t n, int64_t grain,

@@ -19,6 +19,8 @@ namespace sc {
 
 class ThreadPool {
  public:
+  // Starts n_threads - 1 workers. Throws std::runtime_error (after joining
+  // those already started) when the system cannot create one.
   explicit ThreadPool(int n_threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -33,6 +35,7 @@ class ThreadPool {
 
  private:
   void worker(int index);
+  void stop_and_join();
   // Waits until generation_ differs from `seen` (or stop); returns false on stop.
   bool wait_for_job(uint64_t seen);
 
@@ -51,5 +54,15 @@ class ThreadPool {
 
 // Default thread count: the cores this process may run on.
 int default_thread_count();
+
+// Most threads a caller may ask for: 4x default_thread_count(). More threads
+// than cores only take turns on them, and the pool's spinning makes each
+// turn cost a scheduler slice, so a much larger count is a mistake, not a
+// setting (n_threads=1000 on 2 cores turned a completion into minutes).
+int max_thread_count();
+
+// `requested` threads, or default_thread_count() when it is <= 0. Throws
+// std::invalid_argument naming the limit when it exceeds max_thread_count().
+int resolve_thread_count(int requested);
 
 }  // namespace sc

@@ -70,9 +70,23 @@ def _report(stream, args) -> None:
               f"generated: {len(stream.tokens)}]", file=sys.stderr)
 
 
+def _too_long(e, what: str) -> Exception:
+    """The library's ContextOverflowError reworded with this CLI's flags."""
+    n, n_ctx = getattr(e, "n_prompt_tokens", None), getattr(e, "n_ctx", None)
+    if n is None:
+        return e
+    return type(e)(f"the prompt has {n} tokens but the context holds {n_ctx}; pass --truncate to {what}, "
+                   f"or a larger --n-ctx (at most the model's context length)")
+
+
 def _cmd_complete(args) -> int:
+    from ._core import ContextOverflowError
+
     m = _load(args)
-    stream = m.complete(args.prompt, stream=True, truncate_prompt=args.truncate, **_generation_kwargs(args))
+    try:
+        stream = m.complete(args.prompt, stream=True, truncate_prompt=args.truncate, **_generation_kwargs(args))
+    except ContextOverflowError as e:
+        raise _too_long(e, "drop tokens from its start") from None
     sys.stdout.write(args.prompt)
     _stream(stream)
     sys.stdout.write("\n")
@@ -81,8 +95,14 @@ def _cmd_complete(args) -> int:
 
 
 def _cmd_infill(args) -> int:
+    from ._core import ContextOverflowError
+
     m = _load(args)
-    stream = m.infill(args.prefix, args.suffix, stream=True, truncate_prompt=args.truncate, **_generation_kwargs(args))
+    try:
+        stream = m.infill(args.prefix, args.suffix, stream=True, truncate_prompt=args.truncate,
+                          **_generation_kwargs(args))
+    except ContextOverflowError as e:
+        raise _too_long(e, "keep the end of the prefix and the start of the suffix") from None
     if args.middle_only:
         _stream(stream)
     else:
@@ -188,7 +208,9 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
                    help=f"how many recent tokens the penalty sees (default {d.repeat_last_n}; -1: all)")
     g.add_argument("--seed", type=int, default=d.seed, help="random seed (default: random)")
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    g.add_argument("--truncate", action="store_true", help="drop the start of a prompt too long for the context")
+    g.add_argument("--truncate", action="store_true",
+                   help="fit a prompt too long for the context: drop its start (infill: the start of the prefix "
+                        "and the end of the suffix)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ interrupted conversion never leaves a valid-looking file behind::
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
@@ -30,11 +31,55 @@ from gguf import GGUFWriter
 
 from .ggml_types import GGMLType, byte_shape, tensor_nbytes
 
-__all__ = ["GGUFOutput", "GGUFOutputError", "StreamedTensor"]
+__all__ = ["GGUFOutput", "GGUFOutputError", "StreamedTensor", "checked_threads", "output_path_problem"]
 
 
 class GGUFOutputError(ValueError):
     """Tensor data that does not match what was declared for it."""
+
+
+def output_path_problem(out: Path, inputs: Iterable[Path]) -> Optional[str]:
+    """Why ``out`` must not be written, or None. Checked before anything is
+    read or created: the rename at the end would replace an input that
+    ``out`` names (the same file by any path), and would turn a FIFO or a
+    device node at ``out`` into a regular file."""
+    for p in (out, out.with_name(out.name + ".part")):
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            return f"cannot check the output path {p}: {e}"
+        if stat.S_ISDIR(st.st_mode):
+            return f"output path is a directory: {p}"
+        if not stat.S_ISREG(st.st_mode):
+            return f"output path {p} exists and is not a regular file (a FIFO, device or socket); refusing to replace it"
+    if not out.exists():
+        return None
+    for src in inputs:
+        try:
+            same = os.path.samefile(out, src)
+        except OSError:
+            continue
+        if same:
+            return f"the output file {out} is an input ({src}); writing it would destroy the input"
+    return None
+
+
+def checked_threads(n_threads, error: type) -> int:
+    """A writer's thread count (0: all cores), checked before the output is
+    opened: `error` (the caller's exception type) for a non-int, a negative
+    count or more than the core's cap (4x the cores)."""
+    from . import _core
+
+    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)):
+        raise error(f"n_threads must be an int, not {type(n_threads).__name__}")
+    if n_threads < 0:
+        raise error(f"n_threads must be >= 0, got {n_threads}")
+    try:
+        return _core.resolve_thread_count(int(n_threads)) if n_threads else 0
+    except ValueError as e:
+        raise error(str(e)) from None
 
 
 def _bytes_of(chunk) -> memoryview:

@@ -35,6 +35,8 @@ def _resolve_path(path: str | os.PathLike) -> str:
             f"{p} is a directory; convert a Hugging Face checkpoint first: "
             f"starcoder-cpp convert {p} -o model.gguf"
         )
+    if not os.path.isfile(p):  # reading a FIFO would wait for a writer
+        raise _core.GGUFError(f"{p}: not a regular file (a FIFO, device or socket cannot be mapped)")
     return p
 
 
@@ -52,6 +54,11 @@ def _stop_list(stop) -> list[str]:
 
 FIM_TOKENS = ("<fim_prefix>", "<fim_suffix>", "<fim_middle>")
 FIM_ORDERS = ("psm", "spm")
+# When a fill-in-the-middle prompt is longer than the room it has, the suffix
+# keeps at most a quarter of the room and the prefix the rest (more for the
+# suffix when the prefix needs less): the code just before the gap matters
+# most. llama.cpp's /infill splits its batch 3:1 the same way.
+FIM_SUFFIX_SHARE = 0.25
 
 
 def _fim_ids(model) -> dict:
@@ -63,7 +70,7 @@ def _fim_ids(model) -> dict:
     return ids
 
 
-def fim_prompt_ids(model, prefix: str, suffix: str, order: str = "psm") -> list[int]:
+def fim_prompt_ids(model, prefix: str, suffix: str, order: str = "psm", room: int | None = None) -> list[int]:
     """StarCoder's fill-in-the-middle prompt as token ids.
 
     order="psm": <fim_prefix>PREFIX<fim_suffix>SUFFIX<fim_middle>
@@ -72,14 +79,30 @@ def fim_prompt_ids(model, prefix: str, suffix: str, order: str = "psm") -> list[
     (the "SPM variant 2" of the FIM paper: both sentinels first, then the
     suffix, then the prefix right before the middle). In SPM the text at the
     cursor is the end of the prompt, so typing there keeps the cached rest.
+
+    With `room` (the most tokens the prompt may have), a longer prompt loses
+    tokens from the start of the prefix and the end of the suffix, split as
+    FIM_SUFFIX_SHARE says; the three FIM tokens are always kept.
     """
+    for name, text in (("prefix", prefix), ("suffix", suffix)):
+        if not isinstance(text, str):
+            raise TypeError(f"{name} must be str, not {type(text).__name__}")
     if order not in FIM_ORDERS:
         raise ValueError(f"fim order must be 'psm' or 'spm', got {order!r}")
     ids = _fim_ids(model)
-    pre, suf, mid = ids["<fim_prefix>"], ids["<fim_suffix>"], ids["<fim_middle>"]
+    pre_id, suf_id, mid_id = ids["<fim_prefix>"], ids["<fim_suffix>"], ids["<fim_middle>"]
+    pre, suf = model.tokenize(prefix), model.tokenize(suffix)
+    if room is not None and len(pre) + len(suf) + len(FIM_TOKENS) > room:
+        text_room = room - len(FIM_TOKENS)
+        if text_room < 0:
+            raise ValueError(f"a fill-in-the-middle prompt needs at least {len(FIM_TOKENS)} tokens, room is {room}")
+        n_suf = min(len(suf), int(text_room * FIM_SUFFIX_SHARE))
+        n_pre = min(len(pre), text_room - n_suf)
+        n_suf = min(len(suf), text_room - n_pre)
+        pre, suf = pre[len(pre) - n_pre:], suf[:n_suf]
     if order == "spm":
-        return [pre, suf] + model.tokenize(suffix) + [mid] + model.tokenize(prefix)
-    return [pre] + model.tokenize(prefix) + [suf] + model.tokenize(suffix) + [mid]
+        return [pre_id, suf_id] + suf + [mid_id] + pre
+    return [pre_id] + pre + [suf_id] + suf + [mid_id]
 
 
 def end_token_ids(model, fim: bool) -> list[int]:
@@ -131,6 +154,15 @@ def _suffix_of(model, ids: list[int]) -> str:
     except ValueError:
         end = len(ids)
     return model.detokenize(ids[start:end])
+
+
+def _check_type(name: str, value, types, what: str) -> None:
+    """TypeError naming the argument, instead of pybind11's "incompatible
+    function arguments" listing the C++ signature."""
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise TypeError(f"{name} must be {what}, not bool")
+    if not isinstance(value, types):
+        raise TypeError(f"{name} must be {what}, not {type(value).__name__}")
 
 
 class CompletionText(str):
@@ -192,18 +224,20 @@ class Tokenizer:
         "<fim_prefix>" into their ids; otherwise they are ordinary text."""
         if not isinstance(text, str):
             raise TypeError(f"text must be str, not {type(text).__name__}")
+        _check_type("special", special, bool, "a bool")
         return self._t.encode(text, special)
 
     def detokenize(self, ids: Iterable[int]) -> str:
         """Token ids to text. Bytes that are not valid UTF-8 (a token sequence
         cut inside a character) become U+FFFD."""
-        return self._t.decode(list(ids)).decode("utf-8", errors="replace")
+        return self._t.decode(_core.token_ids(ids, "ids")).decode("utf-8", errors="replace")
 
     def detokenize_bytes(self, ids: Iterable[int]) -> bytes:
-        return self._t.decode(list(ids))
+        return self._t.decode(_core.token_ids(ids, "ids"))
 
     def token_id(self, text: str) -> int:
         """Id of the token spelled `text` (e.g. "<fim_prefix>"), or -1."""
+        _check_type("text", text, str, "str")
         return self._t.token_id(text)
 
     @property
@@ -223,7 +257,10 @@ class Model:
     """A GPT-BigCode model from a GGUF file, with its KV cache.
 
     n_ctx: positions the KV cache holds (default: the model's context length,
-    at most 8192). n_threads: CPU threads (default: all available cores).
+    at most 8192). n_threads: CPU threads (default: all available cores);
+    more than 4x the cores this process may use is refused with ValueError
+    (threads beyond the cores only take turns and slow each step down), and
+    threads the system cannot create raise RuntimeError.
     kv_type: the KV cache's element type, "f16" (default; half the memory and
     attention bandwidth, as llama.cpp), "f32" (float32 attention throughout)
     or "q8_0" (a quarter of f32; head_dim must be a multiple of 32).
@@ -257,12 +294,14 @@ class Model:
     def tokenize(self, text: str, special: bool = False) -> list[int]:
         if not isinstance(text, str):
             raise TypeError(f"text must be str, not {type(text).__name__}")
+        _check_type("special", special, bool, "a bool")
         return self._m.encode(text, special)
 
     def detokenize(self, ids: Iterable[int]) -> str:
-        return self._m.decode(list(ids)).decode("utf-8", errors="replace")
+        return self._m.decode(_core.token_ids(ids, "ids")).decode("utf-8", errors="replace")
 
     def token_id(self, text: str) -> int:
+        _check_type("text", text, str, "str")
         return self._m.token_id(text)
 
     # --- evaluation -------------------------------------------------------
@@ -273,8 +312,10 @@ class Model:
         or of every new position, shape (len(tokens), n_vocab), with
         all_logits=True. Raises ValueError for an id outside the vocabulary and
         ContextOverflowError when the cache cannot hold the tokens; in both
-        cases the cache is left unchanged.
+        cases the cache is left unchanged. Token ids must be integers (ints,
+        or a numpy integer array): anything else is a TypeError.
         """
+        _check_type("all_logits", all_logits, bool, "a bool")
         return self._m.eval(tokens, all_logits)
 
     def reset(self) -> None:
@@ -291,6 +332,7 @@ class Model:
         """Greedy decoding after `tokens`; returns the new ids (ending with EOS
         if it was produced and stop_at_eos). Reuses any cached prefix."""
         max_new_tokens = _non_negative_int("max_new_tokens", max_new_tokens)
+        tokens = _core.token_ids(tokens, "tokens")
         if len(tokens) == 0:
             raise ValueError("generate needs at least one prompt token")
         stop = [self.eos_id] if stop_at_eos else []
@@ -366,15 +408,21 @@ class Model:
         (special-token strings inside them are not interpreted). The middle
         never contains a special token: <|endoftext|>, <fim_pad>, <file_sep>
         and the FIM sentinels end it, and so does the model starting to
-        repeat the suffix's first line. Other arguments as for complete().
+        repeat the suffix's first line. A prompt that does not fit raises
+        ContextOverflowError, or with truncate_prompt=True keeps the end of
+        the prefix and the start of the suffix, so that it and max_tokens fit:
+        the suffix gets at most a quarter of the room (FIM_SUFFIX_SHARE), the
+        prefix the rest, and the FIM tokens stay. Other arguments as for
+        complete().
         """
         opts = SamplingOptions.merged(sampling, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                                       repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n, seed=seed)
-        if not isinstance(prefix, str) or not isinstance(suffix, str):
-            raise TypeError("prefix and suffix must be str")
-        ids = fim_prompt_ids(self, prefix, suffix, fim_order)
+        max_tokens = _non_negative_int("max_tokens", max_tokens)
+        room = max(len(FIM_TOKENS), self.n_ctx - max_tokens) if truncate_prompt else None
+        ids = fim_prompt_ids(self, prefix, suffix, fim_order, room)
         stop_ids, echo_stops = completion_ends(self, ids, suffix)
-        return self._start(ids, max_tokens, _stop_list(stop) + echo_stops, stream, truncate_prompt, stop_ids, opts)
+        # already cut to fit; _start's own truncation would drop the FIM tokens
+        return self._start(ids, max_tokens, _stop_list(stop) + echo_stops, stream, False, stop_ids, opts)
 
     def complete_batch(
         self,
@@ -414,7 +462,9 @@ class Model:
         if isinstance(prompt, str):
             ids = self.tokenize(prompt, special=special)
         else:
-            ids = [int(t) for t in prompt]
+            if not isinstance(prompt, (Sequence, np.ndarray)):
+                raise TypeError(f"prompt must be str or a sequence of token ids, not {type(prompt).__name__}")
+            ids = _core.token_ids(prompt, "prompt")
         if not ids:
             ids = [self.bos_id]  # an empty prompt starts a new document
         return ids
@@ -425,12 +475,12 @@ class Model:
             keep = max(1, self.n_ctx - max_tokens)
             ids = ids[-keep:]
         elif len(ids) > self.n_ctx:
-            from ._core import ContextOverflowError
-
-            raise ContextOverflowError(
+            e = _core.ContextOverflowError(
                 f"the prompt has {len(ids)} tokens but the context holds {self.n_ctx}; "
                 "pass truncate_prompt=True to drop tokens from its start, or load the model with a larger n_ctx"
             )
+            e.n_prompt_tokens, e.n_ctx = len(ids), self.n_ctx  # for callers that word their own hint (the CLI)
+            raise e
         handle = self._m.start_completion(ids, opts.core_params(), max_tokens, _stop_list(stop), stop_ids)
         it = CompletionStream(handle)
         if stream:

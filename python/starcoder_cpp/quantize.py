@@ -29,7 +29,7 @@ from gguf import GGML_QUANT_VERSION, Keys
 
 from .ggml_types import GGMLType, QUANTIZED_TYPES, encode, to_float32
 from .gguf_header import GGUFHeader, GGUFTensorInfo, read_gguf_header
-from .gguf_output import GGUFOutput
+from .gguf_output import GGUFOutput, checked_threads as _checked_threads, output_path_problem
 from .progress import progress_bar
 from .quant_presets import PRESETS, QuantPlanError, normalize_preset, plan_tensor_types
 
@@ -123,8 +123,10 @@ def quantize_gguf(
     out = Path(out_path)
     if not src.is_file():
         raise QuantizeError(f"input file not found: {src}")
-    if out.exists() and out.resolve() == src.resolve():
-        raise QuantizeError("the output file must not be the input file")
+    problem = output_path_problem(out, [src])
+    if problem:
+        raise QuantizeError(problem)
+    n_threads = _checked_threads(n_threads, QuantizeError)
     from . import _core
 
     _core.inspect_gguf(str(src))  # validates the whole file; raises GGUFError

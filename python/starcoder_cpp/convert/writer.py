@@ -13,7 +13,7 @@ import numpy as np
 from gguf import GGML_QUANT_VERSION, LlamaFileType
 
 from ..ggml_types import GGMLType, QUANTIZED_TYPES
-from ..gguf_output import GGUFOutput
+from ..gguf_output import GGUFOutput, checked_threads as _checked_threads, output_path_problem
 from ..lora import LoraAdapter, LoraError
 from ..progress import progress_bar
 from ..quant_presets import PRESETS, QuantPlanError, normalize_preset, plan_tensor_types
@@ -112,12 +112,6 @@ def convert_checkpoint(
     Raises ConversionError for inputs it cannot convert; the output file is
     written to a temporary name and only renamed into place on success.
     """
-    lora = None
-    if lora_dir is not None:
-        try:
-            lora = LoraAdapter(lora_dir)
-        except LoraError as e:
-            raise ConversionError(f"LoRA adapter: {e}") from None
     t0 = time.monotonic()
     d = Path(hf_dir)
     if not d.exists():
@@ -131,6 +125,19 @@ def convert_checkpoint(
         raise ConversionError(f"output path is a directory: {out}")
     if not out.parent.is_dir():
         raise ConversionError(f"output directory does not exist: {out.parent}")
+    inputs = [p for p in d.iterdir() if p.is_file()]
+    if lora_dir is not None and Path(lora_dir).is_dir():
+        inputs += [p for p in Path(lora_dir).iterdir() if p.is_file()]
+    problem = output_path_problem(out, inputs)
+    if problem:
+        raise ConversionError(problem)
+    n_threads = _checked_threads(n_threads, ConversionError)
+    lora = None
+    if lora_dir is not None:
+        try:
+            lora = LoraAdapter(lora_dir)
+        except LoraError as e:
+            raise ConversionError(f"LoRA adapter: {e}") from None
 
     config = load_json(d / "config.json", "config.json")
     hp = read_hparams(config)
