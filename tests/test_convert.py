@@ -553,6 +553,15 @@ def test_output_onto_an_input_file_is_refused_before_anything_is_touched(build, 
     assert {p.name: p.read_bytes() for p in d.iterdir()} == before  # no .part either
 
 
+def test_an_earlier_conversion_beside_the_checkpoint_may_be_replaced(build, tmp_path):
+    d = _copy_without(build(), tmp_path / "ck")
+    out = d / "model-f32.gguf"
+    convert.convert_checkpoint(d, out, progress=False)
+    first = out.read_bytes()
+    convert.convert_checkpoint(d, out, progress=False)
+    assert out.read_bytes() == first
+
+
 def test_output_onto_an_input_through_another_path_is_refused(build, tmp_path):
     d = _copy_without(build(), tmp_path / "ck")
     (tmp_path / "link.safetensors").symlink_to(d / "model.safetensors")

@@ -125,9 +125,15 @@ def convert_checkpoint(
         raise ConversionError(f"output path is a directory: {out}")
     if not out.parent.is_dir():
         raise ConversionError(f"output directory does not exist: {out.parent}")
-    inputs = [p for p in d.iterdir() if p.is_file()]
+    # Every file of the checkpoint (and adapter) folder counts as an input,
+    # except GGUF files: the converter never reads one, and an earlier
+    # conversion written beside the checkpoint may be replaced.
+    def files(folder: Path) -> list[Path]:
+        return [p for p in folder.iterdir() if p.is_file() and not p.name.endswith((".gguf", ".gguf.part"))]
+
+    inputs = files(d)
     if lora_dir is not None and Path(lora_dir).is_dir():
-        inputs += [p for p in Path(lora_dir).iterdir() if p.is_file()]
+        inputs += files(Path(lora_dir))
     problem = output_path_problem(out, inputs)
     if problem:
         raise ConversionError(problem)
