@@ -77,3 +77,22 @@ def test_linear_through_the_seam_uploads_runs_and_downloads():
     b = rng.standard_normal(8, dtype=np.float32)
     y = _testing.linear(w, "f32", 8, 32, x, b, 1)
     np.testing.assert_allclose(y, x @ w.T + b, rtol=1e-5, atol=1e-5)
+
+
+def test_a_cuda_library_without_a_driver_says_the_driver_is_missing(tmp_path):
+    # CI builds the CUDA library (STARCODER_TEST_CUDA_LIB names it); on a
+    # machine without an NVIDIA driver the error must say so.
+    import os
+    lib = os.environ.get("STARCODER_TEST_CUDA_LIB")
+    if not lib:
+        if os.environ.get("STARCODER_REQUIRE_PEERS"):
+            pytest.fail("STARCODER_TEST_CUDA_LIB is not set (CI builds the CUDA library)")
+        pytest.skip("STARCODER_TEST_CUDA_LIB not set: no CUDA library built")
+    if os.path.exists("/dev/nvidia0"):
+        pytest.skip("this machine has an NVIDIA GPU")
+    code = ("import starcoder_cpp\n"
+            "try:\n    starcoder_cpp.Model(starcoder_cpp.demo_model_path(), backend='cuda')\n"
+            "except starcoder_cpp.BackendError as e:\n    print(e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "STARCODER_CUDA_LIB": os.path.abspath(lib)})
+    assert "NVIDIA driver not found" in r.stdout or "no CUDA device" in r.stdout, r.stdout + r.stderr

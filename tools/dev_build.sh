@@ -11,3 +11,5 @@ if [ ! -f "$dir/CMakeCache.txt" ]; then
 fi
 cmake --build "$dir" -j 2
 cp "$dir"/_core*.so "$dir"/_testing*.so python/starcoder_cpp/
+# configured with -DSTARCODER_CUDA=ON: the CUDA backend library goes beside _core
+if [ -f "$dir/libstarcoder_cuda.so" ]; then cp "$dir/libstarcoder_cuda.so" python/starcoder_cpp/; fi

@@ -354,8 +354,13 @@ void register_op_hooks(py::module_& m) {
 
 }  // namespace
 
+void register_cuda_math_hooks(py::module_& m);   // testing_cuda_math.cpp
+void register_backend_op_hooks(py::module_& m);  // testing_backend_ops.cpp
+
 PYBIND11_MODULE(_testing, m) {
   m.doc() = "starcoder-cpp test hooks (kernels of each CPU level, single backend ops); not a user API";
   register_kernel_hooks(m);
   register_op_hooks(m);
+  register_cuda_math_hooks(m);
+  register_backend_op_hooks(m);
 }
