@@ -26,10 +26,10 @@ gguf = pytest.importorskip("gguf")
 from gguf import GGUFReader  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-TINY_REAL = SHARED / "models" / "tiny-bigcode-py"
-V1_TOKENIZER = SHARED / "vocab" / "starcoder-v1-tokenizer.json"
-V1_VOCAB_GGUF = SHARED / "vocab" / "ggml-vocab-starcoder-v1.gguf"
+DATA = ROOT / "tests" / "data"
+TINY_REAL = DATA / "tiny-bigcode-py"
+V1_TOKENIZER = DATA / "vocab" / "starcoder-v1-tokenizer.json"
+V1_VOCAB_GGUF = DATA / "vocab" / "ggml-vocab-starcoder-v1.gguf"
 
 sys.path.insert(0, str(ROOT / "tools"))
 import make_checkpoint as mc  # noqa: E402
