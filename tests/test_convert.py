@@ -923,3 +923,10 @@ def test_conversion_memory_stays_near_one_tensor(tmp_path):
     size = (ck / "model.safetensors").stat().st_size
     s = measure_convert_rss.convert_in_subprocess(ck, tmp_path / "o.gguf", "f16")
     assert s["peak_rss_kb"] * 1024 < 0.4 * size, (s["peak_rss_kb"], size)
+
+
+def test_a_hub_model_id_is_refused_with_what_to_copy_instead(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no such relative directory here
+    with pytest.raises(ConversionError, match=r"never downloads.*huggingface-cli download bigcode/starcoderbase-1b.*copy"):
+        convert.convert_checkpoint("bigcode/starcoderbase-1b", tmp_path / "m.gguf", progress=False)
+    assert not (tmp_path / "m.gguf").exists()
