@@ -59,8 +59,16 @@ rm -rf "$raw"
 mkdir -p "$raw" "$out"
 for py in "${pythons[@]}"; do
   echo "== $($py -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+  # A venv per interpreter with a current pip (-C needs pip >= 23.1; pyenv's
+  # 3.9 ships 23.0), so the interpreters themselves stay untouched.
+  tag=$("$py" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+  bpy="$repo/build/wheel-venv-$tag/bin/python"
+  if [ ! -x "$bpy" ]; then
+    "$py" -m venv "$repo/build/wheel-venv-$tag"
+    "$bpy" -m pip install -q --disable-pip-version-check --upgrade pip
+  fi
   CC="$zbin/zig-cc" CXX="$zbin/zig-c++" \
-    "$py" -m pip wheel --no-deps --disable-pip-version-check -q -w "$raw" \
+    "$bpy" -m pip wheel --no-deps --disable-pip-version-check -q -w "$raw" \
       -C build-dir="build/wheel-zig-$glibc/{wheel_tag}" \
       -C cmake.define.CMAKE_AR="$zbin/zig-ar" \
       -C cmake.define.CMAKE_RANLIB="$zbin/zig-ranlib" \
