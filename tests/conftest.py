@@ -1,4 +1,5 @@
-"""Shared fixtures: paths to ../shared, and checkpoints built and converted once per session."""
+"""Shared fixtures: the test data carried in tests/data (see its README), and
+checkpoints built and converted once per session."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-TINY_MODEL_DIR = SHARED / "models" / "tiny-bigcode-py"
-VOCAB_DIR = SHARED / "vocab"
+DATA_DIR = REPO / "tests" / "data"
+TINY_MODEL_DIR = DATA_DIR / "tiny-bigcode-py"
+VOCAB_DIR = DATA_DIR / "vocab"
 
 sys.path.insert(0, str(REPO / "tools"))
 
 # CI sets STARCODER_REQUIRE_PEERS=1 so that a missing peer (llama.cpp,
-# transformers, ../shared) fails the run instead of skipping tests.
+# transformers, torch, ...) fails the run instead of skipping tests.
 REQUIRE_PEERS = os.environ.get("STARCODER_REQUIRE_PEERS") == "1"
 
 
@@ -25,14 +26,15 @@ def require(module_name: str):
     """Import a peer package, or skip (fail under STARCODER_REQUIRE_PEERS=1)."""
     if REQUIRE_PEERS:
         return __import__(module_name)
-    return pytest.importorskip(module_name)
+    return pytest.importorskip(
+        module_name, reason=f"peer {module_name!r} is not installed (STARCODER_REQUIRE_PEERS=1 makes this a failure)")
 
 
 def require_path(path: Path) -> Path:
+    """A file of tests/data. It is part of the repository, so a missing one is
+    a broken checkout: always an error, never a skip."""
     if not path.exists():
-        if REQUIRE_PEERS:
-            raise FileNotFoundError(path)
-        pytest.skip(f"{path} not present")
+        raise FileNotFoundError(f"{path}: test data missing from the checkout (see tests/data/README.md)")
     return path
 
 

@@ -72,12 +72,17 @@ def test_weights_read_per_token_counts_every_matrix_and_the_tied_head():
     assert head.get("general.architecture") == "starcoder"
     assert bench.gguf_context_length(path) == m.n_ctx_train
     assert tensors["token_embd.weight"].ne == (m.n_embd, m.n_vocab)
-    f16 = 2
+
+    def nbytes(name, n_weights):
+        return n_weights // 32 * {1: 64, 8: 34}[int(tensors[name].ggml_type)]  # per 32 weights: F16, Q8_0
+
     e, ff = m.n_embd, m.n_ff
     qkv = e + 2 * (e // m.n_head) * m.n_head_kv
-    per_layer = (qkv * e + e * e + ff * e + e * ff) * f16
-    head = 0 if "output.weight" in tensors else m.n_vocab * e * f16
-    assert bench.decode_bytes_per_token(path) == m.n_layer * per_layer + head
+    expected = sum(nbytes(f"blk.{i}.attn_qkv.weight", qkv * e) + nbytes(f"blk.{i}.attn_output.weight", e * e)
+                   + nbytes(f"blk.{i}.ffn_up.weight", ff * e) + nbytes(f"blk.{i}.ffn_down.weight", e * ff)
+                   for i in range(m.n_layer))
+    expected += 0 if "output.weight" in tensors else nbytes("token_embd.weight", m.n_vocab * e)
+    assert bench.decode_bytes_per_token(path) == expected
     assert bench.decode_bytes_per_token(path) < os.path.getsize(path)
 
 

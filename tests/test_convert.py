@@ -28,10 +28,10 @@ gguf = pytest.importorskip("gguf")
 from gguf import GGUFReader  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-TINY_REAL = SHARED / "models" / "tiny-bigcode-py"
-V1_TOKENIZER = SHARED / "vocab" / "starcoder-v1-tokenizer.json"
-V1_VOCAB_GGUF = SHARED / "vocab" / "ggml-vocab-starcoder-v1.gguf"
+DATA = ROOT / "tests" / "data"
+TINY_REAL = DATA / "tiny-bigcode-py"
+V1_TOKENIZER = DATA / "vocab" / "starcoder-v1-tokenizer.json"
+V1_VOCAB_GGUF = DATA / "vocab" / "ggml-vocab-starcoder-v1.gguf"
 
 sys.path.insert(0, str(ROOT / "tools"))
 import make_checkpoint as mc  # noqa: E402
@@ -966,3 +966,10 @@ def test_conversion_memory_stays_near_one_tensor(tmp_path):
     size = (ck / "model.safetensors").stat().st_size
     s = measure_convert_rss.convert_in_subprocess(ck, tmp_path / "o.gguf", "f16")
     assert s["peak_rss_kb"] * 1024 < 0.4 * size, (s["peak_rss_kb"], size)
+
+
+def test_a_hub_model_id_is_refused_with_what_to_copy_instead(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no such relative directory here
+    with pytest.raises(ConversionError, match=r"never downloads.*huggingface-cli download bigcode/starcoderbase-1b.*copy"):
+        convert.convert_checkpoint("bigcode/starcoderbase-1b", tmp_path / "m.gguf", progress=False)
+    assert not (tmp_path / "m.gguf").exists()

@@ -11,9 +11,9 @@ import starcoder_cpp
 
 @pytest.fixture(scope="module")
 def text_ids(tiny_gguf_f32):
-    from conftest import SHARED
+    from conftest import TINY_MODEL_DIR
 
-    text = (SHARED / "models" / "tiny-bigcode-py" / "val_sample.txt").read_text()
+    text = (TINY_MODEL_DIR / "val_sample.txt").read_text()
     return starcoder_cpp.Model(tiny_gguf_f32, n_ctx=16).tokenize(text)[:700]
 
 

@@ -79,7 +79,7 @@ def test_echo_and_logprobs(client, model):
 
 
 def test_models_lists_the_alias(client):
-    assert [m.id for m in client.models.list().data] == ["tiny-bigcode-py-f16"]
+    assert [m.id for m in client.models.list().data] == ["tiny-bigcode-py-q8_0"]
 
 
 def test_tabby_openai_body_streams_choices_text_until_finish(server):

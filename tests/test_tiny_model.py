@@ -1,6 +1,6 @@
-"""The real trained tiny model from ../shared: same next-token logits and the
-same greedy continuations as transformers (reference.json was written by
-transformers 5.23.0 / torch 2.13.0 in float32)."""
+"""The real trained tiny model (tests/data/tiny-bigcode-py): same next-token
+logits and the same greedy continuations as transformers (reference.json was
+written by tools/make_tiny_reference.py: transformers in float32)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The C++ BPE tokenizer against Hugging Face `tokenizers`, token for token.
 
-Both StarCoder vocabularies in ../shared/vocab are checked: the upstream /
+Both StarCoder vocabularies in tests/data/vocab are checked: the upstream /
 locally generated test vectors, hypothesis-generated text, and Python's
-standard library. See ../shared/vocab/README.md for what the files are.
+standard library. See tests/data/README.md for what the files are.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - running this file on its own
 from starcoder_cpp import Tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
-VOCAB_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "vocab"
+VOCAB_DIR = REPO / "tests" / "data" / "vocab"
 # (GGUF vocabulary, the tokenizer.json rebuilt from it)
 VOCABS = {
     "starcoder2": ("ggml-vocab-starcoder.gguf", "starcoder-tokenizer.json"),
@@ -105,7 +105,7 @@ def load_ours(gguf_name: str) -> Tokenizer:
 
 
 def read_vectors(gguf_name: str) -> list[tuple[str, list[int]]]:
-    """The .inp/.out pair, parsed as ../shared/vocab/README.md describes."""
+    """The .inp/.out pair, parsed as tests/data/README.md describes."""
     inp = require_path(VOCAB_DIR / (gguf_name + ".inp")).read_bytes().decode("utf-8")
     out = require_path(VOCAB_DIR / (gguf_name + ".out")).read_text(encoding="ascii")
     texts = inp.split(VECTOR_SEPARATOR)

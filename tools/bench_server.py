@@ -181,7 +181,7 @@ def main() -> int:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     model = str(Path(args.model).resolve()) if args.model != "demo" else \
-        str(REPO / "python" / "starcoder_cpp" / "models" / "tiny-bigcode-py-f16.gguf")
+        str(REPO / "python" / "starcoder_cpp" / "models" / "tiny-bigcode-py-q8_0.gguf")
     clients = [int(c) for c in args.clients.split(",")]
     text = fim_file(min(args.fim_tokens, args.ctx_size - 64))
     results = {"model": os.path.basename(model), "threads": args.threads, "load": {}, "fim": {}}

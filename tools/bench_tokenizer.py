@@ -33,7 +33,7 @@ import tokenize
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-VOCAB_DIR = REPO.parent / "shared" / "vocab"
+VOCAB_DIR = REPO / "tests" / "data" / "vocab"
 VOCABS = {
     "starcoder1": ("ggml-vocab-starcoder-v1.gguf", "starcoder-v1-tokenizer.json"),
     "starcoder2": ("ggml-vocab-starcoder.gguf", "starcoder-tokenizer.json"),

@@ -9,7 +9,7 @@ Output directory::
 
     config.json              GPTBigCodeConfig fields, model_type gpt_bigcode
     model.safetensors        or model-0000k-of-0000n.safetensors + model.safetensors.index.json
-    tokenizer.json           the real 49152-token StarCoder v1 tokenizer (shared/vocab)
+    tokenizer.json           the real 49152-token StarCoder v1 tokenizer (tests/data/vocab)
     tokenizer_config.json
     generation_config.json
 
@@ -35,8 +35,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = REPO_ROOT.parent / "shared"
-DEFAULT_TOKENIZER = SHARED_DIR / "vocab" / "starcoder-v1-tokenizer.json"
+DATA_DIR = REPO_ROOT / "tests" / "data"
+DEFAULT_TOKENIZER = DATA_DIR / "vocab" / "starcoder-v1-tokenizer.json"
 
 # name -> (n_embd, n_layer, n_head, n_inner, vocab_size, n_positions)
 SHAPES: Dict[str, Tuple[int, int, int, int, int, int]] = {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Perplexity and file size per quantization type, this project next to llama.cpp.
 
-For a Hugging Face GPT-BigCode checkpoint (default: ../shared/models/tiny-bigcode-py)
+For a Hugging Face GPT-BigCode checkpoint (default: tests/data/tiny-bigcode-py)
 and a text (default: its val_sample.txt):
 
 1. convert it with this project's converter to F32, F16 and every quantized
@@ -36,7 +36,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = ROOT.parent / "shared" / "models" / "tiny-bigcode-py"
+DEFAULT_MODEL = ROOT / "tests" / "data" / "tiny-bigcode-py"
 DEFAULT_TYPES = ["f32", "f16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0", "q3_k_m", "q2_k"]
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from . import _core
 from .sampling import SamplingOptions
 
-_DEMO_MODEL = Path(__file__).resolve().parent / "models" / "tiny-bigcode-py-f16.gguf"
+_DEMO_MODEL = Path(__file__).resolve().parent / "models" / "tiny-bigcode-py-q8_0.gguf"
 
 
 def demo_model_path() -> str:

@@ -4,6 +4,7 @@ tensors, and streams them into a GGUF file through gguf-py's writer."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -90,6 +91,16 @@ def _add_metadata(w, name: str, file_type: int, quantized: bool, hp: HParams, to
     w.add_add_eos_token(tokd.add_eos)
 
 
+def _not_a_download_hint(name: str) -> str:
+    """For a missing path that reads like a Hugging Face model id: the
+    converter works offline, so say what to fetch and copy instead."""
+    if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name) is None:
+        return ""
+    return (f". This converter never downloads: on a machine with network, fetch the checkpoint "
+            f"(huggingface-cli download {name} --local-dir DIR, or git lfs clone), copy DIR "
+            f"(config.json, tokenizer.json, the *.safetensors files) here and pass its path")
+
+
 def convert_checkpoint(
     hf_dir: PathLike,
     out_path: PathLike,
@@ -115,7 +126,7 @@ def convert_checkpoint(
     t0 = time.monotonic()
     d = Path(hf_dir)
     if not d.exists():
-        raise ConversionError(f"checkpoint directory not found: {d}")
+        raise ConversionError(f"checkpoint directory not found: {d}" + _not_a_download_hint(str(hf_dir)))
     if not d.is_dir():
         raise ConversionError(f"not a directory: {d} (pass the Hugging Face model directory)")
     key, weight_type, file_type = _resolve_out_type(out_type)
