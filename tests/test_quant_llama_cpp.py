@@ -375,7 +375,12 @@ def test_f32_files_agree_closely(llama_cpp, tiny_f32, tiny_reference):
     ids = _prompt_ids(tiny_reference)
     a, b = _our_logits(f32, ids), _llama_logits(llama_cpp, f32, ids)
     assert np.abs(a - b).max() < 0.01
-    assert np.array_equal(a.argmax(1), b.argmax(1))
+    # The same next token wherever the choice is not a near-tie (the
+    # tests/data model's f16-rounded weights give one at a gap of 6e-4).
+    top2 = np.sort(a, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 0.01
+    assert clear.mean() > 0.9
+    assert np.array_equal(a.argmax(1)[clear], b.argmax(1)[clear])
 
 
 @pytest.mark.slow
