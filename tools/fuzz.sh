@@ -38,7 +38,7 @@ while IFS= read -r src; do
 done < <(find csrc -name '*.cpp' -not -path 'csrc/python/*' | sort)
 wait
 
-vocab="${SC_FUZZ_VOCAB:-$(ls python/starcoder_cpp/models/*.gguf | head -1)}"
+vocab="${SC_FUZZ_VOCAB:-tests/data/vocab/ggml-vocab-starcoder-v1.gguf}"
 python3 tests/fuzz/make_seeds.py "$out/seeds"
 status=0
 for h in gguf tokenizer sampling; do
