@@ -38,7 +38,10 @@ class DevTools:
         self.proc = subprocess.Popen(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
              f"--user-data-dir={self._profile.name}", "about:blank"],
-            preexec_fn=fds, pass_fds=(3, 4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            preexec_fn=fds, pass_fds=(3, 4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            # the browser is not ours: a sanitizer runtime preloaded for our
+            # extension (tools/sanitize_tests.sh) must not be loaded into it
+            env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
         os.close(high_r)
         os.close(high_w)
         self._buf = b""
