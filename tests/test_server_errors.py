@@ -160,9 +160,15 @@ def test_python_dash_m_server_has_the_documented_options():
     import subprocess
     import sys
 
+    # the package this test run imports (installed, or python/ with a dev build)
+    import os
+    from pathlib import Path
+
+    import starcoder_cpp
+
+    pkg_parent = str(Path(starcoder_cpp.__file__).resolve().parents[1])
     out = subprocess.run([sys.executable, "-m", "starcoder_cpp.server", "--help"], capture_output=True, text=True,
-                         env={**__import__("os").environ, "PYTHONPATH": str(__import__("pathlib").Path(__file__)
-                                                                                .resolve().parents[1] / "python")})
+                         env={**os.environ, "PYTHONPATH": pkg_parent})
     assert out.returncode == 0
     for opt in ("--host", "--port", "--parallel", "--ctx-size", "--threads", "--api-key", "--model-alias",
                 "--fim-order"):
