@@ -242,3 +242,14 @@ def test_a_bad_argument_type_is_a_type_error_naming_the_argument(model, call, na
     with pytest.raises(TypeError, match=name) as e:
         call(model)
     assert "incompatible function arguments" not in str(e.value)
+
+
+def test_a_block_count_the_tensor_table_cannot_hold_is_refused_at_once():
+    # Found by tests/fuzz/fuzz_gguf.cpp: block_count 16711681 in a 1-layer
+    # file went through seconds (28 s under ASan) of per-layer checks before
+    # failing; the count is now checked against the tensor table first.
+    from pathlib import Path
+
+    path = Path(__file__).parent / "fuzz" / "regressions" / "gguf" / "huge-block-count.gguf"
+    with pytest.raises(starcoder_cpp.ModelError, match="block_count is 16711681 but the file holds only 16 tensors"):
+        starcoder_cpp.Model(path, n_ctx=8)

@@ -52,7 +52,7 @@ for h in gguf tokenizer sampling; do
   echo "== fuzz_$h ($limit)"
   if ! (cd "$out" && SC_FUZZ_VOCAB="$(realpath "$OLDPWD/$vocab")" ASAN_OPTIONS=detect_leaks=1 \
         "./fuzz_$h" "$limit" -max_len=65536 -rss_limit_mb=4096 -timeout=20 -print_final_stats=1 \
-        "corpus_$h" "${seeds[@]/#/$OLDPWD/}" 2>&1 | grep -E "^#[0-9]+ +DONE|ERROR|SUMMARY|runtime error|stat::(number|average)|Test unit written"); then
+        "corpus_$h" "${seeds[@]/#/$OLDPWD/}" 2>&1 | grep -E "^#[0-9]+[[:space:]]+DONE|ERROR|SUMMARY|runtime error|stat::(number|average)|Test unit written"); then
     status=1
     echo "fuzz_$h FAILED: reproducer in $out/" >&2
   fi

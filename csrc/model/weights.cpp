@@ -111,8 +111,17 @@ void check_all_used(const GGUFFile& f, const HParams& hp) {
 
 }  // namespace
 
+constexpr int64_t kTensorsPerBlock = 8;  // two LayerNorms (weight, bias) and four matrices
+
 ModelWeights load_weights(const GGUFFile& f, const HParams& hp, Backend& be) {
   const int64_t E = hp.n_embd, F = hp.n_ff, V = hp.n_vocab, QKV = hp.qkv_dim();
+  // Every block has at least its 8 norm and matrix tensors: a block count the
+  // tensor table cannot hold is refused before any per-layer work (a forged
+  // block_count of 2^24 would otherwise cost seconds of name lookups).
+  if (int64_t(hp.n_layer) * kTensorsPerBlock > int64_t(f.tensors().size()))
+    throw ModelError(f.path() + ": block_count is " + std::to_string(hp.n_layer) + " but the file holds only " +
+                     std::to_string(f.tensors().size()) + " tensors (each block needs " +
+                     std::to_string(kTensorsPerBlock) + ")");
   check_biases(f, hp);  // first: a misnamed bias is best reported as the missing one
   check_all_used(f, hp);
   ModelWeights w;
