@@ -141,3 +141,12 @@ def test_tool_runs_this_project_alone_end_to_end(tmp_path):
     assert "### tiny, F16" in md
     row = next(line for line in md.splitlines() if line.startswith("| prompt tok/s"))
     assert "n/a" not in row and "—" not in row.split("|")[2], row
+
+
+def test_bandwidth_is_measured_in_a_child_process():
+    # the child runs bench.py as a script, where a relative import cannot resolve
+    from starcoder_cpp.bench import measure_bandwidth
+
+    r = measure_bandwidth(n_threads=2, size_bytes=1 << 24, repeat=1)
+    for k in ("read_gbps", "copy_gbps", "read_gbps_1t", "read_gbps_2t"):
+        assert math.isfinite(r[k]) and r[k] > 0, (k, r[k])

@@ -47,8 +47,6 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
-from .gguf_header import read_gguf_header
-
 __all__ = [
     "BenchConfig",
     "QUICK",
@@ -322,6 +320,8 @@ def bench_model(path, n_threads: Optional[int] = None, config: Optional[BenchCon
 # weights read per token, and memory bandwidth
 
 def gguf_context_length(path) -> Optional[int]:
+    from .gguf_header import read_gguf_header  # here: the --bandwidth child runs this file as a script
+
     head = read_gguf_header(path)
     arch = head.get("general.architecture", "starcoder")
     v = head.get(f"{arch}.context_length")
@@ -346,6 +346,8 @@ def decode_bytes_per_token(path) -> int:
     """Bytes of weights one decode step reads: every matrix of every block and
     the output head (the token embedding when it is tied); the embedding
     lookups read one row each and are left out, as is the KV cache."""
+    from .gguf_header import read_gguf_header
+
     tensors = {t.name: t for t in read_gguf_header(path).tensors}
     total = 0
     for name, t in tensors.items():
