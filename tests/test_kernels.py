@@ -88,6 +88,37 @@ def test_quantized_matmul_handles_extreme_weights(level, wtype):
     check_close(got, ref, x, np.abs(w).max())
 
 
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("wtype", LEGACY + KQUANTS)
+@pytest.mark.parametrize("n_act", [4, 5, 11, 32])
+def test_prompt_sized_matmul_over_whole_row_panels_equals_the_reference(level, wtype, n_act):
+    # slices of 20 rows: two 8-row panels and 4 rows left over, as a thread's share of a prompt GEMM
+    rng = np.random.default_rng(hash((wtype, n_act, "panels")) % 2**32)
+    n_out, n_in = 44, 512 if wtype in LEGACY else 1024
+    w = rng.standard_normal((n_out, n_in)).astype(np.float32)
+    w[3, :32] = 0  # a zero block in a panel row
+    wq = _core.quantize(w, wtype)
+    x = random_rows(rng, n_act, n_in, "heavy")
+    ref = _testing.kernel_quant_matmul("generic", wtype, wq, n_out, n_in, x, row_split=20)
+    got = _testing.kernel_quant_matmul(level, wtype, wq, n_out, n_in, x, row_split=20)
+    check_close(got, ref, x, np.abs(w).max())
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_prompt_matmul_keeps_q8_0s_most_negative_code_exact(level):
+    # a file may hold -128, which no quantizer writes: |w| * |y| still fits the int16 pair sums
+    rng = np.random.default_rng(5)
+    n_out, n_in = 16, 256
+    wq = np.frombuffer(_core.quantize(rng.standard_normal((n_out, n_in)).astype(np.float32), "q8_0"),
+                       np.uint8).copy().reshape(n_out, -1)
+    for b in range(n_in // 32):
+        wq[:, b * 34 + 2: b * 34 + 34] = 0x80  # every code -128
+    x = np.full((8, n_in), -1.0, np.float32)  # every activation code -127
+    ref = _testing.kernel_quant_matmul("generic", "q8_0", wq, n_out, n_in, x, row_split=16)
+    got = _testing.kernel_quant_matmul(level, "q8_0", wq, n_out, n_in, x, row_split=16)
+    check_close(got, ref, x, 128.0 * 4)
+
+
 # ---------------------------------------------------------------- attention
 
 def attention_reference(q, k, v, n_past, n_head, n_head_kv):

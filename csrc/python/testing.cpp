@@ -73,8 +73,10 @@ void register_kernel_hooks(py::module_& m) {
 
   m.def(
       "kernel_quant_matmul",
-      [](const std::string& level, const std::string& type, ByteArray w, int64_t n_out, int64_t n_in, FloatArray x) {
+      [](const std::string& level, const std::string& type, ByteArray w, int64_t n_out, int64_t n_in, FloatArray x,
+         int64_t row_split) {
         const sc::CpuKernels& k = level_kernels(level);
+        if (row_split <= 0) throw py::value_error("row_split must be positive");
         const sc::TensorType t = parse_type_name(type);
         const int slot = sc::quant_slot(t);
         if (slot < 0) throw py::value_error("'" + type + "' has no quantized dot product");
@@ -87,17 +89,18 @@ void register_kernel_hooks(py::module_& m) {
         std::vector<uint8_t> act(act_rs * size_t(n_act));
         for (int r = 0; r < n_act; ++r) k.quantize_act[sc::act_slot(dt)](x.data() + r * n_in, act.data() + r * act_rs, n_in);
         FloatArray y({py::ssize_t(n_act), py::ssize_t(n_out)});
-        // odd row splits too, as the thread pool makes them
-        for (int64_t r0 = 0; r0 < n_out; r0 += 7) {
-          const int n_w = int(std::min<int64_t>(7, n_out - r0));
+        // rows in slices of row_split, as the thread pool hands them out
+        for (int64_t r0 = 0; r0 < n_out; r0 += row_split) {
+          const int n_w = int(std::min<int64_t>(row_split, n_out - r0));
           k.quant_dot[slot](n_in, w.data() + r0 * rs, size_t(rs), n_w, act.data(), act_rs, n_act,
                             y.mutable_data() + r0, size_t(n_out));
         }
         return y;
       },
       py::arg("level"), py::arg("type"), py::arg("w"), py::arg("n_out"), py::arg("n_in"), py::arg("x"),
+      py::arg("row_split") = 7,
       "y = x W^T with one level's activation quantizer and quantized dot product (every activation row "
-      "passed to one call per weight row, as the prompt path does).");
+      "passed to one call per slice of row_split weight rows, as the prompt path does).");
 
   m.def(
       "kernel_attention",

@@ -127,6 +127,8 @@ bool cpu_supports_avx512();  // AVX-512 F/BW/DQ/VL + VNNI, ZMM state saved
 void fill_float_avx2(CpuKernels& k);           // kernels_avx2.cpp: the float kernels (dots, GEMM, GELU, LayerNorm)
 void fill_quant_legacy_avx2(CpuKernels& k);    // quant_dot_avx2.cpp: Q4_0..Q8_0, Q8_0/Q8_1 activations
 void fill_quant_k_avx2(CpuKernels& k);         // quant_dot_k_avx2.cpp: Q2_K..Q6_K, Q8_K activations
+// quant_gemm_avx2.cpp: Q4_0/Q8_0 prompts through 8-row panels; wraps the row kernels above, so call it after them.
+void fill_quant_gemm_avx2(CpuKernels& k);
 void fill_float_avx512(CpuKernels& k);         // kernels_avx512.cpp
 void fill_quant_legacy_avx512(CpuKernels& k);  // quant_dot_avx512.cpp
 void fill_quant_k_avx512(CpuKernels& k);       // quant_dot_k_avx512.cpp
