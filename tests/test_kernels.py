@@ -73,18 +73,21 @@ def test_quantized_matmul_equals_the_reference(level, wtype, n_act):
 
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("wtype", LEGACY + KQUANTS)
-def test_quantized_matmul_handles_extreme_weights(level, wtype):
+@pytest.mark.parametrize("row_split", [7, 16])  # 16: whole 8-row panels of the prompt GEMM
+def test_quantized_matmul_handles_extreme_weights(level, wtype, row_split):
     # zero rows, a single huge outlier per row, and the largest codes of each format
     rng = np.random.default_rng(3)
-    n_out, n_in = 6, 512
+    n_out, n_in = 16, 512
     w = rng.standard_normal((n_out, n_in)).astype(np.float32)
     w[0] = 0
     w[1, ::37] = 1e4
     w[2] = np.sign(w[2]) * 65000.0 / 127
     wq = _core.quantize(w, wtype)
     x = random_rows(rng, 4, n_in, "normal")
-    ref = _testing.kernel_quant_matmul("generic", wtype, wq, n_out, n_in, x)
-    got = _testing.kernel_quant_matmul(level, wtype, wq, n_out, n_in, x)
+    w[3] = 65000.0 / 127  # every code at the format's largest level
+    x[3] = 1.0  # every activation code at 127: the int16 partial sums at their largest
+    ref = _testing.kernel_quant_matmul("generic", wtype, wq, n_out, n_in, x, row_split=row_split)
+    got = _testing.kernel_quant_matmul(level, wtype, wq, n_out, n_in, x, row_split=row_split)
     check_close(got, ref, x, np.abs(w).max())
 
 

@@ -1,4 +1,4 @@
-// Prompt-path GEMM for Q4_0 and Q8_0 weights at the AVX2 level.
+// Prompt-path GEMM for Q4_0, Q8_0 and the k-quants at the AVX2 level.
 //
 // The row kernels (quant_dot_avx2.cpp) dot one weight block with one
 // activation block at a time: a maddubs yields 16 pair sums of ONE row,
@@ -24,6 +24,7 @@
 #include <cstring>
 #include <vector>
 
+#include "backend/cpu/x86/kquant_decode_avx2.h"
 #include "format/quant.h"
 
 namespace sc {
@@ -180,6 +181,145 @@ void panel_tile(int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stri
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(out + size_t(t) * out_stride, acc[t]);
 }
 
+// ---------------------------------------------------------------- k-quants
+// A k-quant panel holds, per super-block, the codes of the 8 weight rows as
+// above (the levels of kquant_decode_avx2.h's KBlock, 32-element sub-block c
+// in vectors 8c..8c+7), each row's int16 scale per 16-element group (in both
+// halves of the row's int32 lane, for madd), and the bsum coefficients as
+// int16 pairs (row r's m_2p, m_2p+1 in lane r), so that
+//   w_r . y = y.d * (d_r * sum_k sc_rk * (u_rk . y_k) - dm_r * sum_k m_rk * bsum_k)
+// is 8 rows wide at every step.
+struct KPanel {
+  std::vector<Vec32> codes;  // [block][64]
+  std::vector<Vec32> sc;     // [block][16-group]
+  std::vector<Vec32> m;      // [block][pair of 16-groups]
+  std::vector<float> d, dm;  // [block][row]
+  void resize(int64_t nb) {
+    codes.resize(size_t(nb) * 64);
+    sc.resize(size_t(nb) * 16);
+    m.resize(size_t(nb) * 8);
+    d.resize(size_t(nb) * kPanelRows);
+    dm.resize(size_t(nb) * kPanelRows);
+  }
+};
+
+inline int32_t int16_pair(int16_t lo, int16_t hi) { return int32_t(uint32_t(uint16_t(lo)) | uint32_t(uint16_t(hi)) << 16); }
+
+// kMaxLevel: the largest level, which bounds how many maddubs results (each
+// lane a pair sum of at most 2 * level * 128) an int16 sum can take: the 4
+// groups of a 16-group while 4 * 2 * level * 128 < 2^15 (levels up to 31),
+// else 2 (Q6_K).
+template <typename Block, void (*Decode)(const Block&, KBlock&), bool kSameScale_, int kMaxLevel, int kSlot_>
+struct KFormat {
+  static constexpr int kSlot = kSlot_;
+  static constexpr bool kSameScale = kSameScale_;
+  static constexpr int kGroupsPerSum = 4 * 2 * kMaxLevel * 128 < 32768 ? 4 : 2;
+  static void pack(const uint8_t* w, size_t stride, int64_t nb, KPanel& p) {
+    for (int64_t i = 0; i < nb; ++i) {
+      KBlock kb[kPanelRows];
+      for (int r = 0; r < kPanelRows; ++r) Decode(reinterpret_cast<const Block*>(w + size_t(r) * stride)[i], kb[r]);
+      for (int c = 0; c < 8; ++c) {
+        __m256i v[8];
+        for (int r = 0; r < kPanelRows; ++r) v[r] = kb[r].q[c];
+        transpose8x8_epi32(v);
+        std::memcpy(&p.codes[size_t(i) * 64 + size_t(c) * 8], v, sizeof(v));
+      }
+      int32_t sc[16][kPanelRows], m[8][kPanelRows];
+      for (int r = 0; r < kPanelRows; ++r) {
+        int16_t s16[8][16], m16[16];
+        std::memcpy(s16, kb[r].sc, sizeof(s16));
+        std::memcpy(m16, &kb[r].m, sizeof(m16));
+        for (int k = 0; k < 16; ++k) {
+          const int16_t v = s16[k / 2][(k % 2) * 8];  // KBlock: group 2c in lanes 0-7 of sc[c], 2c+1 in 8-15
+          sc[k][r] = int16_pair(v, v);
+        }
+        for (int q = 0; q < 8; ++q) m[q][r] = int16_pair(m16[2 * q], m16[2 * q + 1]);
+        p.d[size_t(i) * kPanelRows + size_t(r)] = kb[r].d;
+        p.dm[size_t(i) * kPanelRows + size_t(r)] = kb[r].dm;
+      }
+      std::memcpy(&p.sc[size_t(i) * 16], sc, sizeof(sc));
+      std::memcpy(&p.m[size_t(i) * 8], m, sizeof(m));
+    }
+  }
+};
+
+inline __m256i load_vec(const Vec32& v) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(v.bytes)); }
+
+template <class F, int T>
+void kpanel_tile(int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_stride, float* out, size_t out_stride) {
+  __m256 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    const block_q8_K* y[T];
+    for (int t = 0; t < T; ++t) y[t] = act_row(acts, act_stride, t) + i;
+    __m256i s32[T];
+    for (int t = 0; t < T; ++t) s32[t] = _mm256_setzero_si256();
+#pragma GCC unroll 1
+    for (int k = 0; k < 16; ++k) {  // 16-element groups
+      const Vec32* wq = &p.codes[size_t(i) * 64 + size_t(k) * 4];
+      const __m256i sc = load_vec(p.sc[size_t(i) * 16 + size_t(k)]);
+      for (int g0 = 0; g0 < 4; g0 += F::kGroupsPerSum) {
+        __m256i s16[T];
+        for (int t = 0; t < T; ++t) s16[t] = _mm256_setzero_si256();
+        for (int g = g0; g < g0 + F::kGroupsPerSum; ++g) {
+          const __m256i w = load_vec(wq[g]);
+          for (int t = 0; t < T; ++t)
+            s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(w, _mm256_set1_epi32(load_i32(y[t]->qs + 16 * k + 4 * g))));
+        }
+        for (int t = 0; t < T; ++t) s32[t] = _mm256_add_epi32(s32[t], _mm256_madd_epi16(s16[t], sc));
+      }
+    }
+    const __m256 d = _mm256_loadu_ps(&p.d[size_t(i) * kPanelRows]);
+    const __m256 dm = _mm256_loadu_ps(&p.dm[size_t(i) * kPanelRows]);
+    for (int t = 0; t < T; ++t) {
+      __m256i msum = _mm256_setzero_si256();
+      for (int q = 0; q < 8; ++q) {
+        int32_t b;
+        std::memcpy(&b, y[t]->bsums + 2 * q, 4);
+        msum = _mm256_add_epi32(msum, _mm256_madd_epi16(load_vec(p.m[size_t(i) * 8 + size_t(q)]), _mm256_set1_epi32(b)));
+      }
+      const __m256 yd = _mm256_set1_ps(y[t]->d);
+      if constexpr (F::kSameScale) {
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(s32[t], msum)), _mm256_mul_ps(d, yd), acc[t]);
+      } else {
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32[t]), _mm256_mul_ps(d, yd), acc[t]);
+        acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dm, yd), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(out + size_t(t) * out_stride, acc[t]);
+}
+
+template <class F>
+void kquant_gemm_avx2(int64_t n, const void* w, size_t w_stride, int n_w, const void* acts, size_t act_stride,
+                      int n_act, float* out, size_t out_stride) {
+  const int n_panel_rows = n_act >= kMinTokens ? n_w / kPanelRows * kPanelRows : 0;
+  const uint8_t* wp = static_cast<const uint8_t*>(w);
+  const uint8_t* xp = static_cast<const uint8_t*>(acts);
+  const int64_t nb = n / QK_K;
+  thread_local KPanel panel;
+  if (n_panel_rows > 0) panel.resize(nb);
+  for (int r0 = 0; r0 < n_panel_rows; r0 += kPanelRows) {
+    F::pack(wp + size_t(r0) * w_stride, w_stride, nb, panel);
+    int a = 0;
+    for (; a + kTokenTile <= n_act; a += kTokenTile)
+      kpanel_tile<F, kTokenTile>(nb, panel, xp + size_t(a) * act_stride, act_stride, out + size_t(a) * out_stride + r0,
+                                 out_stride);
+    for (; a < n_act; ++a)
+      kpanel_tile<F, 1>(nb, panel, xp + size_t(a) * act_stride, act_stride, out + size_t(a) * out_stride + r0, out_stride);
+  }
+  if (n_panel_rows < n_w)
+    row_kernel[F::kSlot](n, wp + size_t(n_panel_rows) * w_stride, w_stride, n_w - n_panel_rows, acts, act_stride,
+                         n_act, out + n_panel_rows, out_stride);
+}
+
+using Q2_K = KFormat<block_q2_K, decode_q2_K, false, 3, kQ2_K>;
+using Q3_K = KFormat<block_q3_K, decode_q3_K, true, 7, kQ3_K>;
+using Q4_K = KFormat<block_q4_K, decode_q4_K, false, 15, kQ4_K>;
+using Q5_K = KFormat<block_q5_K, decode_q5_K, false, 31, kQ5_K>;
+using Q6_K = KFormat<block_q6_K, decode_q6_K, true, 63, kQ6_K>;
+
+// ---------------------------------------------------------------- the driver (Q4_0, Q8_0)
 template <class F>
 void quant_gemm_avx2(int64_t n, const void* w, size_t w_stride, int n_w, const void* acts, size_t act_stride,
                      int n_act, float* out, size_t out_stride) {
@@ -213,10 +353,14 @@ void quant_gemm_avx2(int64_t n, const void* w, size_t w_stride, int n_w, const v
 }  // namespace
 
 void fill_quant_gemm_avx2(CpuKernels& k) {
-  row_kernel[kQ4_0] = k.quant_dot[kQ4_0];
-  row_kernel[kQ8_0] = k.quant_dot[kQ8_0];
+  for (int slot : {kQ4_0, kQ8_0, kQ2_K, kQ3_K, kQ4_K, kQ5_K, kQ6_K}) row_kernel[slot] = k.quant_dot[slot];
   k.quant_dot[kQ4_0] = quant_gemm_avx2<Q4_0>;
   k.quant_dot[kQ8_0] = quant_gemm_avx2<Q8_0>;
+  k.quant_dot[kQ2_K] = kquant_gemm_avx2<Q2_K>;
+  k.quant_dot[kQ3_K] = kquant_gemm_avx2<Q3_K>;
+  k.quant_dot[kQ4_K] = kquant_gemm_avx2<Q4_K>;
+  k.quant_dot[kQ5_K] = kquant_gemm_avx2<Q5_K>;
+  k.quant_dot[kQ6_K] = kquant_gemm_avx2<Q6_K>;
 }
 
 }  // namespace sc
