@@ -216,8 +216,10 @@ def test_linear_is_the_integer_dot_with_quantized_activations(t):
     for r in (0, 17, 39):
         assert _testing.vec_dot(qw[r], t, x[2]) == pytest.approx(y[2, r] - bias[r], rel=1e-6, abs=1e-6)
     assert np.array_equal(y, _testing.linear(qw, t, n_out, n_in, x, bias, 1))
-    # one token or many: the same per-token results
-    assert np.array_equal(y[3:4], _testing.linear(qw, t, n_out, n_in, x[3:4], bias, 1))
+    # one token or many: the same per-token results up to float rounding (a prompt's
+    # GEMM may sum a row's block products in another order than the decode kernel)
+    one = _testing.linear(qw, t, n_out, n_in, x[3:4], bias, 1)
+    assert np.all(np.abs(y[3:4] - one) <= 1e-5 * scale[3:4] + 1e-5), t
 
 
 @pytest.mark.parametrize("t", WEIGHT_TYPES + ["f16", "f32"])

@@ -255,6 +255,11 @@ class CpuBackend final : public Backend {
   // Quantized weights (ggml's scheme): each activation row is quantized once
   // into the weight type's dot format (Q8_0 / Q8_1 / Q8_K), then every output
   // is a sum of integer block dot products. No weight row is ever expanded.
+  // A level may run prompts (4+ tokens) through a GEMM that adds the block
+  // products in another float order than its decode kernel (AVX2: 8-row
+  // panels), so here a token's outputs depend on its batch by rounding only;
+  // the row split between threads never changes them (slices start at
+  // multiples of 16 rows).
   void linear_quantized(const Weight& w, const float* bias, const float* x, int n_tokens, float* y) {
     const int64_t n_in = w.n_in, n_out = w.n_out;
     const CpuKernels& k = cpu_kernels();
