@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,58 @@ def test_weights_read_per_token_counts_every_matrix_and_the_tied_head():
     assert bench.decode_bytes_per_token(path) < os.path.getsize(path)
 
 
+def test_prompt_ops_count_each_matrix_once_per_row_it_multiplies():
+    from starcoder_cpp import bench
+    from starcoder_cpp.gguf_header import read_gguf_header
+    from starcoder_cpp.model import Model, demo_model_path
+
+    path = demo_model_path()  # Q8_0 weights, tied head
+    tensors = {t.name for t in read_gguf_header(path).tensors}
+    m = Model(path, n_ctx=16, n_threads=1)
+    e, ff, L, T = m.n_embd, m.n_ff, m.n_layer, 100
+    qkv = e + 2 * (e // m.n_head) * m.n_head_kv
+    rest = e * e + 2 * e * ff  # attention output, MLP up and down
+    head = 0 if "output.weight" in tensors else e * m.n_vocab
+    ops = bench.prompt_ops(path, T)
+    # K/V of every token go into the cache; past the last block's attention only the last token matters
+    assert ops == {"int8": 2 * (T * L * qkv * e + (T * (L - 1) + 1) * rest + head), "float": 0,
+                   "attention": 2 * e * T * (T + 1) * L}
+    every_row = bench.prompt_ops(path, T, last_token_only=False)
+    assert every_row["int8"] == 2 * (T * L * (qkv * e + rest) + head)
+    with pytest.raises(ValueError):
+        bench.prompt_ops(path, 0)
+
+
+def test_tool_compute_bound_adds_the_time_of_each_kind_of_operation():
+    sys.path.insert(0, str(REPO / "tools"))
+    import bench as tool  # tools/bench.py
+
+    ops = {"int8": 4e9, "float": 1e9, "attention": 5e8}
+    assert tool.compute_bound(ops, 10, int8_gops=200.0, float_gflops=100.0) == pytest.approx(10 / (0.02 + 0.01))
+    assert tool.compute_bound(ops, 10, int8_gops=None, float_gflops=100.0) is None  # a peak this level lacks
+    assert tool.compute_bound({"int8": 0, "float": 1e9, "attention": 0}, 10, None, 100.0) == pytest.approx(1000)
+
+
+def test_tool_describes_the_cpu_and_the_isa_extensions_that_matter(tmp_path):
+    sys.path.insert(0, str(REPO / "tools"))
+    import bench as tool  # tools/bench.py
+
+    x86 = tmp_path / "cpuinfo_x86"
+    x86.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n"
+                   "model name\t: AMD EPYC 7B13\nstepping\t: 1\nflags\t\t: fpu sse2 avx2 fma f16c\n\n"
+                   "processor\t: 1\nmodel name\t: second CPU\nflags\t\t: avx512f\n")
+    d = tool.cpu_description(str(x86))
+    assert d["model"] == "AMD EPYC 7B13" and d["ids"] == "cpu family 25, model 1, stepping 1"
+    assert [f for f, ok in d["isa"].items() if ok] == ["avx2", "fma", "f16c"]
+    assert d["isa"]["avx512_bf16"] is False
+    arm = tmp_path / "cpuinfo_arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\nCPU implementer\t: 0x41\n"
+                   "CPU part\t: 0xd0c\n\n")
+    d = tool.cpu_description(str(arm))
+    assert d["ids"] == "CPU implementer 0x41, CPU part 0xd0c"
+    assert [f for f, ok in d["isa"].items() if ok] == ["asimd", "asimddp", "i8mm"]
+
+
 def test_fit_config_shrinks_the_workload_to_the_model():
     from starcoder_cpp import bench
 
@@ -123,7 +176,9 @@ def test_tool_table_cells_say_why_a_number_is_missing():
     assert reason.startswith("n/a: ")
     assert tool.cell(reason, "decode_tps", "{:.2f}", 10.0) == reason
     runs = [{"decode_tps": 4.0}, {"decode_tps": 5.0}, {"decode_tps": 6.0}]
-    assert tool.cell(runs, "decode_tps", "{:.2f}", 10.0) == "5.00 ±20% (50% of bound)"
+    assert tool.cell(runs, "decode_tps", "{:.2f}", 10.0) == "5.00 ±20% (50% of bandwidth bound)"
+    prompt = [{"prompt_tps": 30.0}, {"prompt_tps": 40.0}]
+    assert tool.cell(prompt, "prompt_tps", "{:.1f}", 10.0, 140.0) == "35.0 ±14% (25% of compute bound)"
     assert tool.ratio(runs, [{"decode_tps": 2.5}], "decode_tps", True) == "×2.00"
     assert tool.ratio([{"ttft_s": 1.0}], [{"ttft_s": 3.0}], "ttft_s", False) == "×3.00"
     assert tool.ratio(reason, runs, "decode_tps", True) == "—"
@@ -141,6 +196,10 @@ def test_tool_runs_this_project_alone_end_to_end(tmp_path):
     assert "### tiny, F16" in md
     row = next(line for line in md.splitlines() if line.startswith("| prompt tok/s"))
     assert "n/a" not in row and "—" not in row.split("|")[2], row
+    assert "% of compute bound)" in row.split("|")[2], row
+    peaks = next(line for line in md.splitlines() if line.startswith("- compute peaks, this machine"))
+    assert re.search(r"fp32 \d+ GFLOP/s \(\S+", peaks), peaks
+    assert "Prompt compute bound = " in md
 
 
 def test_bandwidth_is_measured_in_a_child_process():

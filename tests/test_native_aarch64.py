@@ -49,7 +49,7 @@ def sources() -> list[Path]:
     # are in the glob too (they compile to stubs on aarch64, as in a real build).
     csrc = REPO / "csrc"
     cpu = csrc / "backend" / "cpu"
-    files = [cpu / "kernels.cpp", cpu / "quant_dot_ref.cpp", cpu / "attention.cpp"]
+    files = [cpu / "kernels.cpp", cpu / "quant_dot_ref.cpp", cpu / "attention.cpp", cpu / "peaks.cpp"]
     files += sorted((cpu / "arm").glob("*.cpp")) + sorted((cpu / "x86").glob("*.cpp"))
     files += [csrc / "util" / "thread_pool.cpp", csrc / "format" / "quant.cpp", csrc / "format" / "quant_k.cpp",
               csrc / "format" / "tensor_types.cpp", REPO / "tests" / "native" / "check_kernels.cpp"]
@@ -61,7 +61,7 @@ def per_file_flags(src: Path) -> list[str]:
     cmake = (REPO / "CMakeLists.txt").read_text()
     if src.name in ("quant.cpp", "quant_k.cpp"):
         return ["-ffp-contract=off"]
-    if src.name == "quant_dot_neon_dotprod.cpp":
+    if src.name in ("quant_dot_neon_dotprod.cpp", "peaks_neon_dotprod.cpp"):
         m = re.search(r'set\(SC_DOTPROD_FLAGS "([^"]+)"\)', cmake)
         assert m, "CMakeLists.txt lost SC_DOTPROD_FLAGS"
         return m.group(1).split(";")
@@ -134,3 +134,19 @@ def test_every_aarch64_level_equals_generic(check_binary, cpu, expected):
 def test_starcoder_cpu_forces_a_level_the_cpu_can_run(check_binary, cpu, forced, chosen):
     _, got = levels_and_choice(run(check_binary, cpu, "--levels", level=forced))
     assert got == chosen
+
+
+@pytest.mark.parametrize("cpu, expected", [("max", ["generic", "neon", "neon_dotprod"]),
+                                           ("cortex-a53", ["generic", "neon"])])
+def test_every_level_s_peak_loops_run_on_a_cpu_that_has_that_level(check_binary, cpu, expected):
+    out = run(check_binary, cpu, "--peaks")
+    loops = {(m[0], m[1]): (m[2], m[3]) for m in re.findall(r"^peak (\S+) (\S+) (.+?)(?: ops=(\d+))?$", out, re.M)}
+    assert {level for level, _ in loops} == set(expected)  # no SDOT loop offered without SDOT
+    for level in expected:
+        assert int(loops[(level, "fp32")][1]) > 0
+        assert loops[(level, "bf16")] == ("none", "")
+    assert loops[("generic", "int8")] == ("none", "")  # the generic int8 dots are scalar: no peak claimed
+    assert loops[("neon", "int8")][0].startswith("smull") and int(loops[("neon", "int8")][1]) > 0
+    if "neon_dotprod" in expected:
+        assert loops[("neon_dotprod", "int8")][0].startswith("sdot") and int(loops[("neon_dotprod", "int8")][1]) > 0
+

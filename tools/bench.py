@@ -27,7 +27,12 @@ evaluation, page cache warm); peak RSS of the process. Systems alternate run
 by run (the order flips every round) and each cell is the median of --repeat
 rounds with its spread. Decode figures are also shown as a fraction of the
 memory-bandwidth bound: numpy-measured read bandwidth / bytes of weights read
-per token.
+per token; prompt figures as a fraction of the compute bound: the CPU's peaks
+(fp32 FMA, int8 dot, bf16 dot where it has one), measured each round by this
+project's micro-kernels (starcoder_cpp._core.cpu_peaks, in a child process, at
+each tier's kernel level), against the arithmetic of the prompt's weight
+matrices (starcoder_cpp.bench.prompt_ops). The header names the CPU and the
+ISA extensions that decide which instructions can run.
 
 A timing describes this machine at that moment: on a shared machine expect
 noise, and read the spread.
@@ -355,6 +360,84 @@ def probe_backend(env: dict) -> str:
 
 
 # --------------------------------------------------------------------------
+# the compute roofline: this CPU, its peaks, the arithmetic of a prompt
+
+# /proc/cpuinfo flags that decide which instructions prompt kernels can use
+ISA_FLAGS = {"x86": ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8",
+                     "amx_bf16"),
+             "arm": ("asimd", "asimddp", "i8mm", "bf16", "sve")}
+
+
+def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> dict:
+    """The first processor of /proc/cpuinfo: model name, its family/model
+    numbers and which ISA_FLAGS it has (empty fields where not Linux)."""
+    fields: Dict[str, str] = {}
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if not line.strip():
+                    if fields:
+                        break  # the first processor is enough
+                    continue
+                k, _, v = line.partition(":")
+                fields.setdefault(k.strip(), v.strip())
+    except OSError:
+        pass
+    if "flags" in fields:  # x86
+        have = set(fields["flags"].split())
+        ids = ", ".join(f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields)
+        isa = {f: f in have for f in ISA_FLAGS["x86"]}
+    else:  # aarch64 says Features and its implementer/part numbers
+        have = set(fields.get("Features", "").split())
+        ids = ", ".join(f"{k} {fields[k]}" for k in ("CPU implementer", "CPU part", "CPU variant") if k in fields)
+        isa = {f: f in have for f in ISA_FLAGS["arm"]} if have else {}
+    return {"model": fields.get("model name") or fields.get("Model") or platform.processor() or "?", "ids": ids,
+            "isa": isa}
+
+
+PEAK_RATES = ("fp32_gflops", "int8_gops", "bf16_gflops")
+
+
+def median_peaks(rounds: List[dict]) -> Optional[dict]:
+    """Each rate's median over the rounds (None where a level has no such
+    kernel); the level and instruction names of the first round."""
+    if not rounds:
+        return None
+    out = dict(rounds[0])
+    for k in PEAK_RATES:
+        vals = [r[k] for r in rounds if r.get(k) is not None]
+        out[k] = statistics.median(vals) if vals else None
+    out["rounds"] = len(rounds)
+    return out
+
+
+def compute_bound(ops: Optional[dict], n_tokens: int, int8_gops: Optional[float],
+                  float_gflops: Optional[float]) -> Optional[float]:
+    """Prompt tokens per second if every weight multiply ran at its peak:
+    n_tokens / (int8 ops / int8 peak + float ops / float peak). None when an
+    operation's peak is not known."""
+    if not ops:
+        return None
+    seconds = 0.0
+    for n_ops, peak in ((ops["int8"], int8_gops), (ops["float"], float_gflops)):
+        if n_ops:
+            if not peak:
+                return None
+            seconds += n_ops / (peak * 1e9)
+    return n_tokens / seconds if seconds > 0 else None
+
+
+def _ops_text(n: float) -> str:
+    return f"{n / 1e9:.2f} GOP" if n >= 1e8 else f"{n / 1e6:.2f} MOP"
+
+
+def _peak_text(p: Optional[dict], key: str, unit: str, instruction_key: str) -> str:
+    if p is None or p.get(key) is None:
+        return "n/a"
+    return f"{p[key]:.0f} {unit} ({p[instruction_key]})"
+
+
+# --------------------------------------------------------------------------
 # statistics and formatting
 
 METRICS = [  # key, label, higher is better, format
@@ -375,7 +458,10 @@ def stats(values: List[float]):
     return med, spread, len(values)
 
 
-def cell(runs: Optional[list], key: str, fmt: str, bound: Optional[float]) -> str:
+def cell(runs: Optional[list], key: str, fmt: str, bound: Optional[float],
+         compute: Optional[float] = None) -> str:
+    """A table cell: median, spread, and for decode the fraction of the
+    bandwidth bound `bound`, for prompts the fraction of the compute bound."""
     if runs is None:
         return "—"
     if isinstance(runs, str):
@@ -388,7 +474,9 @@ def cell(runs: Optional[list], key: str, fmt: str, bound: Optional[float]) -> st
     if spread is not None:
         text += f" ±{100 * spread:.0f}%"
     if bound and key.endswith("decode_tps"):
-        text += f" ({100 * med / bound:.0f}% of bound)"
+        text += f" ({100 * med / bound:.0f}% of bandwidth bound)"
+    if compute and key == "prompt_tps":
+        text += f" ({100 * med / compute:.0f}% of compute bound)"
     return text
 
 
@@ -444,7 +532,14 @@ def main(argv=None) -> int:
     # internal modes
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--quantize-with-llama-cpp", nargs=4, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--peaks", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+
+    if args.peaks is not None:  # this project's child: its native library measures the CPU
+        from starcoder_cpp import _core
+
+        print("RESULT " + json.dumps(_core.cpu_peaks(args.peaks)), flush=True)
+        return 0
 
     if args.child is not None:
         print("RESULT " + json.dumps(child_main(json.loads(args.child))), flush=True)
@@ -528,6 +623,12 @@ def run_benchmark(args) -> int:
             else:
                 notes.append("laptop tier: the llama.cpp column is unavailable: no AVX2/FMA-only build was "
                              f"given. Build one with `{AVX2_BUILD_HINT}` and pass --llama-cpp-avx2-path DIR.")
+    # compute peaks, per tier, at the level that tier's starcoder-cpp runs
+    peak_envs: Dict[str, dict] = {}
+    if "this" in tiers:
+        peak_envs["this"] = base_env
+    if "laptop" in tiers and not ("this" in tiers and avx2_backend == best_backend):
+        peak_envs["laptop"] = avx2_env
     if "llama_cpp" in peers and not llama_installed:
         notes.append("llama.cpp: not installed (CC=clang CXX=clang++ pip install llama-cpp-python)")
     if "transformers" in peers and not transformers_installed:
@@ -564,6 +665,8 @@ def run_benchmark(args) -> int:
     results: Dict[tuple, object] = {}
     raw: List[dict] = []
     bandwidths: List[dict] = []
+    peak_rounds: Dict[str, List[dict]] = {t: [] for t in peak_envs}
+    peak_errors: Dict[str, str] = {}
     load_avg = [os.getloadavg()]
     t_start = time.time()
 
@@ -585,6 +688,17 @@ def run_benchmark(args) -> int:
             bandwidths.append(core.measure_bandwidth(n))
         except Exception as e:  # noqa: BLE001
             log(f"  bandwidth measurement failed: {_short(e)}")
+        for tier, env in peak_envs.items():
+            log(f"round {rnd + 1}/{repeat}: compute peaks, {tier} tier")
+            r = run_child(["--peaks", str(n)], env, 300)
+            if "error" in r:
+                log(f"  peak measurement failed: {r['error']}")
+                peak_errors[tier] = r["error"]
+            else:
+                log(f"  {r['level']}: fp32 {r['fp32_gflops']:.0f} GFLOP/s, int8 "
+                    + (f"{r['int8_gops']:.0f} GOP/s" if r.get("int8_gops") else "n/a") + ", bf16 "
+                    + (f"{r['bf16_gflops']:.0f} GFLOP/s" if r.get("bf16_gflops") else "n/a"))
+                peak_rounds[tier].append(r)
         for shape in shapes:
             warmed = set()
             for key, typ in job_list(shape, rnd):
@@ -627,14 +741,23 @@ def run_benchmark(args) -> int:
 
     # --- report -------------------------------------------------------------
     bw = statistics.median([b["read_gbps"] for b in bandwidths]) if bandwidths else None
+    peaks = {t: median_peaks(r) for t, r in peak_rounds.items()}
+    if "laptop" in tiers and "laptop" not in peak_envs:
+        peaks["laptop"] = peaks.get("this")  # the same level: the same runs
+    pops = {}  # (shape, type) -> ops of the prompt (ours and llama.cpp), and of transformers
+    for (shape, typ), (path, _why) in files.items():
+        if path is not None:
+            pops[(shape, typ)] = (core.prompt_ops(path, cfg.prompt_tokens),
+                                  core.prompt_ops(path, cfg.prompt_tokens, last_token_only=False))
     md = report(args, cfg, shapes, types, systems, results, files, bpt, bw, bandwidths, notes, best_backend,
-                avx2_backend, load_avg, time.time() - t_start, repeat)
+                avx2_backend, load_avg, time.time() - t_start, repeat, peaks, peak_errors, pops)
     print(md)
     if args.out:
         Path(args.out).write_text(md + "\n")
         log(f"wrote {args.out}")
     if args.raw:
-        Path(args.raw).write_text(json.dumps({"runs": raw, "bandwidth": bandwidths, "config": vars(cfg)}, indent=1))
+        Path(args.raw).write_text(json.dumps({"runs": raw, "bandwidth": bandwidths, "peaks": peak_rounds,
+                                              "config": vars(cfg)}, indent=1))
         log(f"wrote {args.raw}")
     for p in plan_cache.values():
         p.unlink(missing_ok=True)
@@ -648,22 +771,32 @@ def _first(results, key):
     return None
 
 
+def _hf_peak(peaks: dict):
+    """transformers' bf16 matmuls: the AVX512_BF16 peak where this CPU has
+    it (oneDNN uses it), else float32 FMA (bf16 converted to f32)."""
+    p = peaks.get("this")
+    if not p:
+        return None, ""
+    if p.get("bf16_gflops"):
+        return p["bf16_gflops"], "bf16"
+    return p.get("fp32_gflops"), "fp32 FMA"
+
+
 def report(args, cfg, shapes, types, systems, results, files, bpt, bw, bandwidths, notes, best_backend,
-           avx2_backend, load_avg, elapsed, repeat) -> str:
+           avx2_backend, load_avg, elapsed, repeat, peaks=None, peak_errors=None, pops=None) -> str:
     c = vars(cfg)
+    peaks, peak_errors, pops = peaks or {}, peak_errors or {}, pops or {}
     out: List[str] = []
-    cpu = "?"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_description()
+    isa = cpu["isa"]
+    isa_text = ("; ISA: " + " ".join(f for f, ok in isa.items() if ok)
+                + (", no " + "/".join(f for f, ok in isa.items() if not ok) if not all(isa.values()) else "")
+                if isa else "")
     out.append("# starcoder-cpp vs peers")
     out.append("")
-    out.append(f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}; machine: {cpu}, "
-               f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()}; threads per system: {args.threads}")
+    out.append(f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}; machine: {cpu['model']}"
+               + (f" ({cpu['ids']})" if cpu["ids"] else "") + isa_text
+               + f"; {os.cpu_count()} CPUs, {platform.system()} {platform.release()}; threads per system: {args.threads}")
     out.append("- load average at the start / after each round: "
                + ", ".join("/".join(f"{x:.1f}" for x in la) for la in load_avg)
                + f" (a loaded machine makes every number noisy); wall time {elapsed / 60:.1f} min")
@@ -680,6 +813,38 @@ def report(args, cfg, shapes, types, systems, results, files, bpt, bw, bandwidth
                    f"{statistics.median([b['copy_gbps'] for b in bandwidths]):.1f} GB/s (read+write). "
                    f"Decode bound = bandwidth / weights read per token (KV cache reads not counted, so the "
                    f"long-context bound is optimistic; a small model's weights partly fit in cache and can beat it)")
+    for tier, label in (("this", "this machine"), ("laptop", "laptop tier, STARCODER_CPU=avx2")):
+        if tier in peaks or tier in peak_errors:
+            p = peaks.get(tier)
+            if tier == "laptop" and p is not None and p is peaks.get("this"):
+                out.append(f"- compute peaks, {label}: the same kernel level ({p['level']}) as this machine, "
+                           f"so the same figures")
+                continue
+            if p is None:
+                out.append(f"- compute peaks, {label}: n/a ({peak_errors.get(tier, 'not measured')})")
+                continue
+            bf16 = _peak_text(p, "bf16_gflops", "GFLOP/s", "bf16_instruction")
+            if bf16 == "n/a":
+                bf16 += (" (no AVX512_BF16 on this CPU)" if isa and not isa.get("avx512_bf16", False)
+                         else f" (no bf16 kernel at the {p['level']} level)")
+            out.append(f"- compute peaks, {label} (kernel level {p['level']}; micro-kernels of the instructions "
+                       f"our kernels use, {p['n_threads']} threads, best of 3 × 0.1 s, median of {p['rounds']} "
+                       f"round{'s' if p['rounds'] > 1 else ''}): fp32 {_peak_text(p, 'fp32_gflops', 'GFLOP/s', 'fp32_instruction')}; int8 "
+                       f"{_peak_text(p, 'int8_gops', 'GOP/s', 'int8_instruction')}; bf16 {bf16}")
+    if peaks:
+        hf_peak, hf_kind = _hf_peak(peaks)
+        attention_share = []  # attention ops / weight ops, per shape (the same for every type)
+        for shape in shapes:
+            ops = next((o for (s2, _t), (o, _hf) in pops.items() if s2 == shape), None)
+            if ops and ops["int8"] + ops["float"]:
+                attention_share.append(f"{100 * ops['attention'] / (ops['int8'] + ops['float']):.0f}% ({shape})")
+        out.append(f"- Prompt compute bound = prompt tokens / Σ over weight matrices of rows × 2·n_in·n_out / "
+                   f"peak (int8 peak for quantized weights; fp32 FMA peak for F16/BF16/F32 weights, which our "
+                   f"prompt path converts to f32). Rows: every prompt token, but the last block after attention "
+                   f"and the LM head run on the last token only (its logits are all that is wanted), as in this "
+                   f"project and llama.cpp; transformers: every token through every block, at the "
+                   f"{hf_kind or '?'} peak. Attention (QKᵀ and PV, float) is not counted: it would add "
+                   f"{', '.join(attention_share) or '?'} to the weight ops at {c['prompt_tokens']} tokens")
     out.append(f"- starcoder-cpp kernels: best {best_backend}" + (f", STARCODER_CPU=avx2 → {avx2_backend}"
                                                                   if avx2_backend else ""))
     for key in ("llama", "llama_avx2", "hf"):
@@ -697,15 +862,17 @@ def report(args, cfg, shapes, types, systems, results, files, bpt, bw, bandwidth
         cols = [("llama", "llama.cpp")] if "llama" in systems else []
         if "hf" in systems:
             cols.append(("hf", "transformers bf16"))
-        tier_cols.append(("This machine", "ours", cols))
+        tier_cols.append(("This machine", "ours", cols, "this"))
     if "laptop" in args.tiers.split(","):
         ours_key = "ours_avx2" if "ours_avx2" in systems else "ours"
         if ours_key in systems:
             cols = [("llama_avx2", "llama.cpp (AVX2 build)")]
-            tier_cols.append(("Laptop (AVX2 only)", ours_key, cols))
+            tier_cols.append(("Laptop (AVX2 only)", ours_key, cols, "laptop"))
 
     summary_rows = []
-    for tier, ours_key, cols in tier_cols:
+    hf_peak, _ = _hf_peak(peaks)
+    for tier, ours_key, cols, tier_key in tier_cols:
+        p = peaks.get(tier_key) or {}
         out.append(f"## {tier}")
         out.append("")
         for shape in shapes:
@@ -715,11 +882,20 @@ def report(args, cfg, shapes, types, systems, results, files, bpt, bw, bandwidth
                 b_hf = bpt.get((shape, "bf16"))
                 bound = bw * 1e9 / b_file if (bw and b_file) else None
                 bound_hf = bw * 1e9 / b_hf if (bw and b_hf) else None
+                ops, ops_hf = pops.get((shape, typ), (None, None))
+                cbound = compute_bound(ops, c["prompt_tokens"], p.get("int8_gops"), p.get("fp32_gflops"))
+                cbound_hf = compute_bound(ops_hf and {"int8": 0, "float": ops_hf["int8"] + ops_hf["float"]},
+                                          c["prompt_tokens"], None, hf_peak)
                 out.append(f"### {shape}, {TYPES[typ][0]}")
                 out.append("")
                 out.append(f"{_file_note(path, made_by, b_file)}"
-                           + (f"; bound {bound:.1f} tok/s" if bound else "")
-                           + (f"; transformers bf16 reads {b_hf / 1e6:.0f} MB/token, bound {bound_hf:.1f} tok/s"
+                           + (f"; bandwidth bound {bound:.1f} tok/s" if bound else "")
+                           + (f"; prompt compute bound {cbound:.0f} tok/s "
+                              f"({_ops_text((ops['int8'] + ops['float']) / c['prompt_tokens'])}/token)"
+                              if cbound else "")
+                           + (f"; transformers bf16 reads {b_hf / 1e6:.0f} MB/token, bandwidth bound "
+                              f"{bound_hf:.1f} tok/s" + (f", prompt compute bound {cbound_hf:.0f} tok/s"
+                                                         if cbound_hf else "")
                               if bound_hf and "hf" in [k for k, _ in cols] else ""))
                 out.append("")
                 ours = results.get((ours_key, shape, typ))
@@ -731,13 +907,14 @@ def report(args, cfg, shapes, types, systems, results, files, bpt, bw, bandwidth
                 out.append("| " + " | ".join(head) + " |")
                 out.append("|" + "---|" * len(head))
                 for key, label, higher, fmt in METRICS:
-                    row = [label.format(**c), cell(ours, key, fmt, bound)]
+                    row = [label.format(**c), cell(ours, key, fmt, bound, cbound)]
                     for k, col_label in cols:
                         if k not in systems:
                             row += ["unavailable" if k == "llama_avx2" else "—", "—"]
                             continue
                         peer = results.get((k, shape, None if k == "hf" else typ))
-                        row += [cell(peer, key, fmt, bound_hf if k == "hf" else bound),
+                        row += [cell(peer, key, fmt, bound_hf if k == "hf" else bound,
+                                     cbound_hf if k == "hf" else cbound),
                                 ratio(ours, peer, key, higher)]
                     out.append("| " + " | ".join(row) + " |")
                 out.append("")

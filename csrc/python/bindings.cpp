@@ -25,6 +25,8 @@ using namespace sc;
 void register_quant_bindings(pybind11::module_& m);
 // bindings_engine.cpp
 void register_engine_bindings(pybind11::module_& m);
+// bindings_peaks.cpp
+void register_peaks_bindings(pybind11::module_& m);
 
 namespace {
 
@@ -386,4 +388,5 @@ PYBIND11_MODULE(_core, m) {
 
   register_quant_bindings(m);
   register_engine_bindings(m);
+  register_peaks_bindings(m);
 }

@@ -65,6 +65,7 @@ __all__ = [
     "gguf_context_length",
     "fit_config",
     "decode_bytes_per_token",
+    "prompt_ops",
     "measure_bandwidth",
     "format_report",
 ]
@@ -358,6 +359,54 @@ def decode_bytes_per_token(path) -> int:
     if "output.weight" not in tensors and "token_embd.weight" in tensors:
         total += tensors["token_embd.weight"].nbytes
     return total
+
+
+_FLOAT_WEIGHTS = ("F32", "F16", "BF16")  # the prompt path converts these to f32 and multiplies with FMA
+
+
+def prompt_ops(path, n_tokens: int, last_token_only: bool = True) -> dict:
+    """Arithmetic of one n_tokens prompt into an empty cache, in ops (2 per
+    multiply-add), for reading prompt throughput against compute peaks.
+
+    Weight matrices (every 2-D tensor of a block, and the LM head: the output
+    matrix or the tied token embedding) cost 2 * n_in * n_out per row they
+    are applied to. Rows: every prompt token, except that, as in this runtime
+    and llama.cpp, only the last token's logits are wanted, so the last
+    block's attention output projection and MLP, and the LM head, run on one
+    row (last_token_only=False: every row through every block, as
+    transformers does, and still one row through the head). Returns
+    {"int8": ops on quantized weights (the integer dot products), "float":
+    ops on F32/F16/BF16 weights (float FMA), "attention": causal QK^T and PV
+    ops, 2 * n_embd * n_tokens * (n_tokens + 1) per block (float; reported
+    apart, not in the weight ops)}."""
+    from .gguf_header import read_gguf_header
+
+    if n_tokens < 1:
+        raise ValueError(f"n_tokens must be >= 1, got {n_tokens}")
+    head = read_gguf_header(path)
+    tensors = {t.name: t for t in head.tensors}
+    blocks = [int(n.split(".")[1]) for n in tensors if n.startswith("blk.")]
+    last = max(blocks) if blocks else -1
+    ops = {"int8": 0, "float": 0, "attention": 0}
+
+    def add(t, rows: int) -> None:
+        kind = "float" if t.ggml_type.name in _FLOAT_WEIGHTS else "int8"
+        ops[kind] += 2 * rows * t.ne[0] * t.ne[1]
+
+    for name, t in tensors.items():
+        if not name.startswith("blk.") or len(t.ne) < 2:
+            continue
+        before_attention = name.endswith(".attn_qkv.weight")  # the K/V of every token go into the cache
+        trimmed = last_token_only and int(name.split(".")[1]) == last and not before_attention
+        add(t, 1 if trimmed else n_tokens)
+    lm_head = tensors.get("output.weight") or tensors.get("token_embd.weight")
+    if lm_head is not None:
+        add(lm_head, 1)
+    arch = head.get("general.architecture", "starcoder")
+    n_embd = head.get(f"{arch}.embedding_length")
+    if n_embd:
+        ops["attention"] = 2 * int(n_embd) * n_tokens * (n_tokens + 1) * (last + 1)
+    return ops
 
 
 def _bandwidth_here(n_threads: int, size_bytes: int, repeat: int) -> dict:

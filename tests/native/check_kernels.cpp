@@ -4,6 +4,8 @@
 //
 //   check_kernels             all checks; one line per check, exit 1 on a mismatch
 //   check_kernels --levels    only what the dispatcher sees (levels, chosen level)
+//   check_kernels --peaks     runs every level's peak loops briefly (they must
+//                             execute here; no timing: qemu's would mean nothing)
 //
 // Tolerance: the float accumulation order only (a few ulps of the sum of
 // |products|); quantizer bytes must be equal.
@@ -12,10 +14,12 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/cpu/attention.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/peaks.h"
 #include "format/quant.h"
 #include "format/tensor_types.h"
 
@@ -314,6 +318,19 @@ void check_attention(const CpuKernels& g, const CpuKernels& k) {
   report(okp, k.level, "attn_pv_tile m=1..13 nk=1..64 d=4..128 (" + std::to_string(np) + " cases)", wp);
 }
 
+// One line per loop: "peak LEVEL KIND INSTRUCTION ops=N", or "peak LEVEL KIND none".
+void run_peak_loops() {
+  for (const char* const* p = supported_levels(); *p; ++p) {
+    const PeakLoops loops = peak_loops_for_level(*p);
+    const std::pair<const char*, const PeakLoop*> kinds[] = {{"fp32", &loops.fp32}, {"int8", &loops.int8},
+                                                             {"bf16", &loops.bf16}};
+    for (const auto& [kind, loop] : kinds) {
+      if (loop->run) std::printf("peak %s %s %s ops=%.0f\n", *p, kind, loop->instruction, loop->run(1000));
+      else std::printf("peak %s %s none\n", *p, kind);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -322,6 +339,10 @@ int main(int argc, char** argv) {
   for (const char* const* p = supported_levels(); *p; ++p) std::printf(" %s", *p);
   std::printf("\nchosen: %s\n", cpu_kernels().level);
   if (levels_only) return 0;
+  if (argc > 1 && std::strcmp(argv[1], "--peaks") == 0) {
+    run_peak_loops();
+    return 0;
+  }
 
   const CpuKernels& g = generic_kernels();
   for (const char* const* p = supported_levels(); *p; ++p) {

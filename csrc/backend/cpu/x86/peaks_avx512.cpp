@@ -1,0 +1,117 @@
+// The avx512 level's peak loops (backend/cpu/peaks.h). This file alone is
+// compiled with the AVX-512 flags, like the avx512 kernels; nothing here runs
+// unless the dispatcher chose the avx512 level (cpuid said so), and the BF16
+// loop only where cpuid also reports AVX512_BF16.
+#include "backend/cpu/peaks.h"
+
+#include "backend/cpu/kernels.h"
+
+#if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    defined(__AVX512DQ__) && defined(__AVX512VNNI__)
+#include <cpuid.h>
+// GCC 12's AVX-512 headers trip -Wuninitialized (GCC bug 105593; see kernels_avx512.cpp).
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+namespace sc {
+namespace {
+
+volatile float g_sink_f;
+volatile int g_sink_i;
+
+bool cpu_has_avx512_bf16_impl() {
+  if (!cpu_supports_avx512()) return false;  // ZMM state saved, F/BW/DQ/VL/VNNI
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || a < 1) return false;  // a: the last sub-leaf of leaf 7
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+  return a & (1u << 5);  // AVX512_BF16
+}
+
+// acc += a * b (vfmadd231ps zmm), 12 chains. 2 flops per lane.
+double fp32_fma_zmm(int64_t iters) {
+  constexpr int kChains = 12;
+  volatile float va = 1e-3f, vb = 1e-3f;
+  const __m512 a = _mm512_set1_ps(va), b = _mm512_set1_ps(vb);
+  __m512 acc[kChains];
+  for (int j = 0; j < kChains; ++j) acc[j] = _mm512_set1_ps(1.0f + 0.01f * float(j));
+  for (int64_t it = 0; it < iters; ++it) {
+    #pragma GCC unroll 16
+    for (int j = 0; j < kChains; ++j) acc[j] = _mm512_fmadd_ps(a, b, acc[j]);
+  }
+  __m512 s = acc[0];
+  for (int j = 1; j < kChains; ++j) s = _mm512_add_ps(s, acc[j]);
+  g_sink_f = _mm512_reduce_add_ps(s);
+  return 2.0 * 16 * kChains * double(iters);
+}
+
+// The int8 step of the avx512 quantized dots (x86/quant_dot_avx512.cpp): one
+// vpdpbusd zmm, 64 u8 x s8 multiply-adds into 16 i32 lanes, 128 ops. In asm
+// so that the loop is that instruction alone: as the intrinsic, GCC 12 adds a
+// register copy per step (vpdpbusd overwrites its accumulator).
+inline __m512i int8_step(__m512i acc, __m512i w, __m512i y) {
+  __asm__("vpdpbusd %[y], %[w], %[acc]" : [acc] "+v"(acc) : [w] "v"(w), [y] "v"(y));
+  return acc;
+}
+
+double int8_dpbusd_zmm(int64_t iters) {
+  constexpr int kChains = 12;
+  volatile int vw = 0x01020304, vy = 0x01010101;
+  const __m512i w = _mm512_set1_epi32(vw), y = _mm512_set1_epi32(vy);
+  __m512i acc[kChains];
+  for (int j = 0; j < kChains; ++j) acc[j] = _mm512_set1_epi32(j);
+  for (int64_t it = 0; it < iters; ++it) {
+    #pragma GCC unroll 16
+    for (int j = 0; j < kChains; ++j) acc[j] = int8_step(acc[j], w, y);
+  }
+  __m512i s = acc[0];
+  for (int j = 1; j < kChains; ++j) s = _mm512_add_epi32(s, acc[j]);
+  g_sink_i = _mm512_reduce_add_epi32(s);
+  return 2.0 * 64 * kChains * double(iters);
+}
+
+// vdpbf16ps zmm: 32 bf16 pairs multiplied and summed into 16 float lanes, 64
+// flops. Only this function may use AVX512_BF16 (the file's flags do not
+// include it), and it is only called where cpuid reports it.
+__attribute__((target("avx512bf16"))) double bf16_dpbf16_zmm(int64_t iters) {
+  constexpr int kChains = 12;
+  volatile float va = 1e-3f;
+  const __m512 f = _mm512_set1_ps(va);
+  const __m512bh a = _mm512_cvtne2ps_pbh(f, f), b = _mm512_cvtne2ps_pbh(f, f);
+  __m512 acc[kChains];
+  for (int j = 0; j < kChains; ++j) acc[j] = _mm512_set1_ps(1.0f + 0.01f * float(j));
+  for (int64_t it = 0; it < iters; ++it) {
+    #pragma GCC unroll 16
+    for (int j = 0; j < kChains; ++j) acc[j] = _mm512_dpbf16_ps(acc[j], a, b);
+  }
+  __m512 s = acc[0];
+  for (int j = 1; j < kChains; ++j) s = _mm512_add_ps(s, acc[j]);
+  g_sink_f = _mm512_reduce_add_ps(s);
+  return 2.0 * 32 * kChains * double(iters);
+}
+
+}  // namespace
+
+bool cpu_supports_avx512_bf16() {
+  static const bool ok = cpu_has_avx512_bf16_impl();
+  return ok;
+}
+
+void fill_peaks_avx512(PeakLoops& p) {
+  p.fp32 = {"vfmadd231ps zmm (avx512)", fp32_fma_zmm};
+  p.int8 = {"vpdpbusd zmm (avx512_vnni)", int8_dpbusd_zmm};
+  if (cpu_supports_avx512_bf16()) p.bf16 = {"vdpbf16ps zmm (avx512_bf16)", bf16_dpbf16_zmm};
+}
+
+}  // namespace sc
+
+#else  // not an x86-64 build with the flags above
+
+namespace sc {
+bool cpu_supports_avx512_bf16() { return false; }
+void fill_peaks_avx512(PeakLoops&) {}
+}  // namespace sc
+
+#endif
