@@ -18,7 +18,7 @@ import pytest
 
 from starcoder_cpp import _core, _testing
 
-# The int8 instruction each level's quantized dots are built on.
+# The int8 instruction each level's quantized kernels are built on.
 INT8_INSTRUCTION = {"avx2": "vpmaddubsw", "avx512": "vpdpbusd", "neon": "smull", "neon_dotprod": "sdot"}
 
 

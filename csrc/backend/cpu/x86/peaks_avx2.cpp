@@ -46,23 +46,22 @@ double fp32_fma_ymm(int64_t iters) {
   return 2.0 * 8 * kChains * double(iters);
 }
 
-// The int8 step of the avx2 quantized dots (x86/quant_dot_avx2.cpp): u8 x s8
-// pairs summed into i16 (vpmaddubsw), i16 pairs into i32 (vpmaddwd by ones),
-// added to the accumulator (vpaddd): 32 multiply-adds, 64 ops. Written as
-// one asm statement because its multiplies have loop-invariant inputs: as
-// intrinsics the compiler would compute them once for every chain (and, with
-// a barrier in between, GCC 12 spills the accumulators). Only vpaddd carries
-// a dependency, through `acc`.
-inline __m256i int8_step(__m256i acc, __m256i w, __m256i y, __m256i ones) {
+// The int8 step of the avx2 prompt GEMM (x86/quant_gemm_avx2.cpp), the
+// fastest int8 sequence this level has: u8 x s8 pairs summed into i16
+// (vpmaddubsw) and added to an i16 accumulator (vpaddw): 32 multiply-adds,
+// 64 ops. (The row kernels also widen to i32 with vpmaddwd, which measured
+// about half this rate.) Written as one asm statement because its multiplies
+// have loop-invariant inputs: as intrinsics the compiler would compute them
+// once for every chain (and, with a barrier in between, GCC 12 spills the
+// accumulators). Only vpaddw carries a dependency, through `acc`.
+inline __m256i int8_step(__m256i acc, __m256i w, __m256i y, __m256i) {
   __m256i t;
   __asm__("vpmaddubsw %[y], %[w], %[t]\n\t"
-          "vpmaddwd %[ones], %[t], %[t]\n\t"
-          "vpaddd %[t], %[acc], %[acc]"
+          "vpaddw %[t], %[acc], %[acc]"
           : [acc] "+x"(acc), [t] "=&x"(t)
-          : [w] "x"(w), [y] "x"(y), [ones] "x"(ones));
+          : [w] "x"(w), [y] "x"(y));
   return acc;
 }
-
 double int8_maddubs_ymm(int64_t iters) {
   constexpr int kChains = 10;  // + weights, activations, ones, a temporary: 14 of 16 registers
   volatile int vw = 0x01020304, vy = 0x01010101;
@@ -74,7 +73,7 @@ double int8_maddubs_ymm(int64_t iters) {
     for (int j = 0; j < kChains; ++j) acc[j] = int8_step(acc[j], w, y, ones);
   }
   __m256i s = acc[0];
-  for (int j = 1; j < kChains; ++j) s = _mm256_add_epi32(s, acc[j]);
+  for (int j = 1; j < kChains; ++j) s = _mm256_add_epi16(s, acc[j]);
   g_sink_i = hsum(s);
   return 2.0 * 32 * kChains * double(iters);
 }
@@ -83,7 +82,7 @@ double int8_maddubs_ymm(int64_t iters) {
 
 void fill_peaks_avx2(PeakLoops& p) {
   p.fp32 = {"vfmadd231ps ymm (avx2)", fp32_fma_ymm};
-  p.int8 = {"vpmaddubsw+vpmaddwd+vpaddd ymm (avx2)", int8_maddubs_ymm};
+  p.int8 = {"vpmaddubsw+vpaddw ymm (avx2)", int8_maddubs_ymm};
 }
 
 }  // namespace sc
