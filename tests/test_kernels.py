@@ -145,6 +145,7 @@ ATTN_CASES = [  # (n_tokens, n_past, n_head, n_head_kv, head_dim)
     (37, 5, 12, 1, 64),     # prompt chunk after a few cached tokens, odd sizes
     (70, 0, 4, 4, 32),      # multi-head
     (9, 130, 6, 2, 48),     # grouped heads, head_dim not a multiple of the tiles
+    (3, 75, 4, 1, 20),      # head_dim not a multiple of 8 (the F16 key pack's K tail)
 ]
 
 

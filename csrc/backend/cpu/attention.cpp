@@ -35,6 +35,17 @@ void pv_tile_generic(const float* p, int m, int nk, const float* v, int d, float
     }
 }
 
+void pack_kt_f16_generic(const uint8_t* k, size_t row_bytes, int nk, int d, float* kt) {
+  for (int j = 0; j < kAttnTile; ++j) {
+    if (j >= nk) {
+      for (int c = 0; c < d; ++c) kt[int64_t(c) * kAttnTile + j] = 0.f;
+      continue;
+    }
+    const uint16_t* kr = reinterpret_cast<const uint16_t*>(k + size_t(j) * row_bytes);
+    for (int c = 0; c < d; ++c) kt[int64_t(c) * kAttnTile + j] = fp16_to_fp32(kr[c]);
+  }
+}
+
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // max of x[0..n), n >= 1; eight running maxima so the compiler vectorises it
@@ -63,6 +74,7 @@ struct Item {
 void fill_attention_generic(CpuKernels& k) {
   k.attn_qk_tile = qk_tile_generic;
   k.attn_pv_tile = pv_tile_generic;
+  k.attn_pack_kt_f16 = pack_kt_f16_generic;
 }
 
 void CpuAttention::run(const AttentionArgs& a, ThreadPool& pool, const CpuKernels& k) {
@@ -128,16 +140,20 @@ void CpuAttention::run(const AttentionArgs& a, ThreadPool& pool, const CpuKernel
       for (int kb = it.k0; kb < it.k1; kb += kAttnTile) {
         const int nk = std::min(kAttnTile, it.k1 - kb);
         // Pack the tile: K transposed (kt[c][j]) and V as rows, both float32.
-        for (int j = 0; j < kAttnTile; ++j) {
+        if (a.kv_type == TensorType::F16) {  // the default cache: register transposes where the level has them
+          const uint8_t* k0 = static_cast<const uint8_t*>(a.k_cache) + size_t(kb) * kv_row_bytes + head_offset;
+          const uint8_t* v0 = static_cast<const uint8_t*>(a.v_cache) + size_t(kb) * kv_row_bytes + head_offset;
+          k.attn_pack_kt_f16(k0, kv_row_bytes, nk, d, sc.kt.data());
+          for (int j = 0; j < nk; ++j)
+            k.f16_to_f32(reinterpret_cast<const uint16_t*>(v0 + size_t(j) * kv_row_bytes), sc.v.data() + size_t(j) * d, d);
+        }
+        for (int j = 0; j < kAttnTile && a.kv_type != TensorType::F16; ++j) {
           if (j < nk) {
             const size_t at = size_t(kb + j) * kv_row_bytes + head_offset;
             const uint8_t* kr = static_cast<const uint8_t*>(a.k_cache) + at;
             const uint8_t* vr = static_cast<const uint8_t*>(a.v_cache) + at;
             const float* kf = sc.row.data();
-            if (a.kv_type == TensorType::F16) {
-              k.f16_to_f32(reinterpret_cast<const uint16_t*>(kr), sc.row.data(), d);
-              k.f16_to_f32(reinterpret_cast<const uint16_t*>(vr), sc.v.data() + size_t(j) * d, d);
-            } else if (a.kv_type == TensorType::F32) {
+            if (a.kv_type == TensorType::F32) {
               kf = reinterpret_cast<const float*>(kr);
               std::memcpy(sc.v.data() + size_t(j) * d, vr, size_t(d) * 4);
             } else {

@@ -85,6 +85,10 @@ struct CpuKernels {
   void (*attn_qk_tile)(const float* q, int m, int d, const float* kt, float* s);
   // o_i += sum_{j < nk} p[i][j] v_j (p rows kAttnTile apart, v/o rows d apart).
   void (*attn_pv_tile)(const float* p, int m, int nk, const float* v, int d, float* o);
+  // The transposed key tile from an F16 cache: kt[c * kAttnTile + j] = k_j[c]
+  // as float32 for keys j < nk (row j at k + j * row_bytes, d halves), zero
+  // for nk <= j < kAttnTile.
+  void (*attn_pack_kt_f16)(const uint8_t* k, size_t row_bytes, int nk, int d, float* kt);
 };
 
 // The kernels chosen at start-up (best level, or the one STARCODER_CPU asks for).

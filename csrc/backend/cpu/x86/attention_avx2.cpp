@@ -2,8 +2,10 @@
 // per pass for the scores, 3 rows x 32 output columns for the value sum.
 #include "backend/cpu/attention.h"
 
-#if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
+#if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
+
+#include "backend/cpu/x86/transpose_avx2.h"
 
 namespace sc {
 namespace {
@@ -75,11 +77,43 @@ void pv_tile_avx2(const float* p, int m, int nk, const float* v, int d, float* o
     }
 }
 
+// Keys in groups of 8 through 8x8 register transposes (F16C converts 8
+// halves per load); the K tail of each key and the keys past the last full
+// group element by element.
+void pack_kt_f16_avx2(const uint8_t* k, size_t row_bytes, int nk, int d, float* kt) {
+  const int d8 = d / 8 * 8;
+  int j0 = 0;
+  for (; j0 + 8 <= nk; j0 += 8) {
+    for (int c = 0; c < d8; c += 8) {
+      __m256i r[8];
+      for (int j = 0; j < 8; ++j) {
+        const uint16_t* kr = reinterpret_cast<const uint16_t*>(k + size_t(j0 + j) * row_bytes) + c;
+        r[j] = _mm256_castps_si256(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kr))));
+      }
+      transpose8x8_epi32(r);
+      for (int i = 0; i < 8; ++i) _mm256_storeu_si256(reinterpret_cast<__m256i*>(kt + int64_t(c + i) * kAttnTile + j0), r[i]);
+    }
+    for (int j = j0; j < j0 + 8; ++j) {
+      const uint16_t* kr = reinterpret_cast<const uint16_t*>(k + size_t(j) * row_bytes);
+      for (int c = d8; c < d; ++c) kt[int64_t(c) * kAttnTile + j] = _cvtsh_ss(kr[c]);
+    }
+  }
+  for (int j = j0; j < kAttnTile; ++j) {
+    if (j >= nk) {
+      for (int c = 0; c < d; ++c) kt[int64_t(c) * kAttnTile + j] = 0.f;
+      continue;
+    }
+    const uint16_t* kr = reinterpret_cast<const uint16_t*>(k + size_t(j) * row_bytes);
+    for (int c = 0; c < d; ++c) kt[int64_t(c) * kAttnTile + j] = _cvtsh_ss(kr[c]);
+  }
+}
+
 }  // namespace
 
 void fill_attention_avx2(CpuKernels& k) {
   k.attn_qk_tile = qk_tile_avx2;
   k.attn_pv_tile = pv_tile_avx2;
+  k.attn_pack_kt_f16 = pack_kt_f16_avx2;
 }
 
 }  // namespace sc
