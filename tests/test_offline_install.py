@@ -161,3 +161,49 @@ def test_the_wheel_runs_outside_the_source_tree(venv):
     r = subprocess.run([venv / "bin" / "python", "-c", "import starcoder_cpp; print(starcoder_cpp.__file__)"],
                        capture_output=True, text=True, check=True, cwd="/")
     assert not r.stdout.startswith(str(REPO / "python"))
+
+
+# Serves on the namespace's loopback (brought up first: a new namespace has
+# only `lo`, and down) and asks for one completion through it.
+SERVE_AND_ASK = """
+set -e
+ip link set lo up
+"$PY" -m starcoder_cpp.server -m "$MODEL" --host 127.0.0.1 --port 18931 --parallel 1 --ctx-size 256 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+"$PY" - <<'PYEOF'
+import json, time, urllib.request
+base = "http://127.0.0.1:18931"
+for _ in range(600):
+    try:
+        urllib.request.urlopen(base + "/health", timeout=2)
+        break
+    except OSError:
+        time.sleep(0.1)
+req = urllib.request.Request(base + "/completion", method="POST", headers={"Content-Type": "application/json"},
+                             data=json.dumps({"prompt": "def add(a, b):", "n_predict": 8, "temperature": 0}).encode())
+print(json.dumps(json.load(urllib.request.urlopen(req, timeout=60))))
+PYEOF
+"""
+
+
+@pytest.fixture(scope="module")
+def server_venv(unshare, wheelhouse, tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("offline-server") / "venv"
+    r = offline(unshare, sys.executable, "-m", "venv", d)
+    assert r.returncode == 0, r.stderr
+    r = offline(unshare, d / "bin" / "python", "-m", "pip", "install", "--no-index", "--find-links", wheelhouse,
+                "--disable-pip-version-check", "starcoder-cpp[server]")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return d
+
+
+def test_the_server_extra_installs_and_serves_on_loopback(unshare, server_venv, converted):
+    if shutil.which("ip") is None:
+        skip_or_fail("ip(8) is not installed (iproute2): cannot bring up the namespace's loopback")
+    env = {"PATH": os.environ.get("PATH", ""), "PY": str(server_venv / "bin" / "python"), "MODEL": str(converted)}
+    r = subprocess.run([*unshare, "--", "sh", "-c", SERVE_AND_ASK], capture_output=True, text=True, env=env,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    body = json.loads(r.stdout.strip().splitlines()[-1])
+    assert body["content"] and body["tokens_predicted"] >= 1, body
