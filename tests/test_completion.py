@@ -291,3 +291,39 @@ def test_keywords_take_the_place_of_sampling_fields(model):
     greedy = model.complete(PROMPT, max_tokens=24, temperature=0)
     assert model.complete(PROMPT, max_tokens=24, sampling=hot) != greedy
     assert model.complete(PROMPT, max_tokens=24, sampling=hot, temperature=0) == greedy
+
+
+def test_one_model_used_from_several_python_threads_gives_each_its_sequential_text(model):
+    # each call takes the model's lock around every step with the GIL released; a
+    # completion finding the cache changed by another restores its own prefix
+    import threading
+
+    prompts = [PROMPT, "class Stack:\n    def push(self, x):", "def fib(n):\n    if n < 2:", "import sys\n"]
+    expected = [str(model.complete(p, max_tokens=12, temperature=0)) for p in prompts]
+    got, errors = {}, []
+
+    def run(i):
+        try:
+            got[i] = str(model.complete(prompts[i % 4], max_tokens=12, temperature=0))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and all(not t.is_alive() for t in threads)
+    assert [got[i] for i in range(8)] == expected * 2
+
+
+def test_streams_interleaved_and_one_abandoned_midway_leave_the_other_intact(model):
+    a = model.complete(PROMPT, max_tokens=16, temperature=0, stream=True)
+    b = model.complete("def fib(n):\n    if n < 2:", max_tokens=16, temperature=0, stream=True)
+    first_a, first_b = next(a), next(b)
+    del b  # abandoned after one piece
+    rest = "".join(a)
+    assert first_a + rest == str(model.complete(PROMPT, max_tokens=16, temperature=0))
+    assert first_b  # it had started
+    # and the model is still usable for a fresh call
+    assert str(model.complete("def fib(n):\n    if n < 2:", max_tokens=16, temperature=0)).startswith(first_b)
