@@ -879,8 +879,11 @@ def test_bf16_widening_is_exact():
             b"\0" * 12,
             "overlap",
         ),
+        # an empty tensor passes the byte count whatever its other dimensions
+        ({"a": {"dtype": "F32", "shape": [0, 2**70], "data_offsets": [0, 0]}}, b"", "spans more than"),
+        ({"a": {"dtype": "F32", "shape": [1] * 65 + [0], "data_offsets": [0, 0]}}, b"", "more than 16 dimensions"),
     ],
-    ids=["truncated", "size-mismatch", "dtype", "negative-dim", "offsets", "overlap"],
+    ids=["truncated", "size-mismatch", "dtype", "negative-dim", "offsets", "overlap", "huge-empty-dim", "65-dims"],
 )
 def test_reader_validates_the_header(tmp_path, header, data, match):
     p = _write_st(tmp_path / "x.safetensors", header, data)
@@ -973,3 +976,32 @@ def test_a_hub_model_id_is_refused_with_what_to_copy_instead(tmp_path, monkeypat
     with pytest.raises(ConversionError, match=r"never downloads.*huggingface-cli download bigcode/starcoderbase-1b.*copy"):
         convert.convert_checkpoint("bigcode/starcoderbase-1b", tmp_path / "m.gguf", progress=False)
     assert not (tmp_path / "m.gguf").exists()
+
+
+FUZZ_REGRESSIONS = Path(__file__).resolve().parent / "fuzz" / "regressions"
+
+
+@pytest.mark.parametrize("path", sorted((FUZZ_REGRESSIONS / "config").glob("*.json")), ids=lambda p: p.name)
+def test_fuzzed_configs_are_refused_at_once(path):
+    # inputs tests/fuzz/fuzz_config.py found: each is a ConversionError before any planning
+    from starcoder_cpp.convert.hparams import read_hparams
+
+    with pytest.raises(ConversionError, match="beyond any GPT-BigCode model"):
+        read_hparams(json.loads(path.read_text()))
+
+
+@pytest.mark.parametrize("key", ["n_layer", "n_embd", "n_head", "n_positions", "vocab_size", "n_inner"])
+def test_a_size_beyond_any_gpt_bigcode_model_is_refused_naming_it(key):
+    from starcoder_cpp.convert.hparams import LIMITS, read_hparams
+
+    config = {"model_type": "gpt_bigcode", "n_embd": 64, "n_head": 4, "n_layer": 2, key: LIMITS[key] + 1}
+    with pytest.raises(ConversionError, match=f"'{key}' = {LIMITS[key] + 1} is beyond"):
+        read_hparams(config)
+
+
+@pytest.mark.parametrize("path", sorted((FUZZ_REGRESSIONS / "safetensors").glob("*.safetensors")),
+                         ids=lambda p: p.name)
+def test_fuzzed_safetensors_headers_raise_safetensors_error(path):
+    # numpy's own ValueError ("maximum allowed dimension exceeded") used to escape for these
+    with pytest.raises(st_reader.SafetensorsError, match="dimensions or spans more than"):
+        st_reader.SafetensorsFile(path)

@@ -2,7 +2,9 @@
 # Builds the libFuzzer harnesses (tests/fuzz/fuzz_*.cpp) with clang,
 # AddressSanitizer and UndefinedBehaviorSanitizer, seeds their corpora
 # (tests/fuzz/make_seeds.py; regression inputs from tests/fuzz/regressions/),
-# and runs each one.
+# and runs each one; then the converter's Python input readers under atheris
+# (tests/fuzz/fuzz_*.py, on the starcoder_cpp that python3 imports: the
+# installed package, or PYTHONPATH=python after tools/dev_build.sh).
 #
 #   tools/fuzz.sh [SECONDS_PER_HARNESS]     default 20 (CI's short run)
 #   FUZZ_RUNS=1000000 tools/fuzz.sh          a fixed number of executions instead
@@ -57,4 +59,26 @@ for h in gguf tokenizer sampling; do
     echo "fuzz_$h FAILED: reproducer in $out/" >&2
   fi
 done
+
+if python3 -c "import atheris" 2>/dev/null; then
+  for h in safetensors config; do
+    corpus="$out/corpus_$h"
+    mkdir -p "$corpus"
+    seeds=("$out/seeds/$h")
+    [ -d "tests/fuzz/regressions/$h" ] && seeds+=("tests/fuzz/regressions/$h")
+    if [ -n "${FUZZ_RUNS:-}" ]; then limit="-runs=$FUZZ_RUNS"; else limit="-max_total_time=$secs"; fi
+    echo "== fuzz_$h.py ($limit)"
+    if ! python3 "tests/fuzz/fuzz_$h.py" "$limit" -max_len=65536 -rss_limit_mb=4096 -timeout=20 \
+          -print_final_stats=1 -artifact_prefix="$out/" "$corpus" "${seeds[@]}" 2>&1 \
+          | grep -E "^#[0-9]+[[:space:]]+DONE|Uncaught Python exception|Error|stat::(number|average)|Test unit written"; then
+      status=1
+      echo "fuzz_$h.py FAILED: reproducer in $out/" >&2
+    fi
+  done
+elif [ -n "${STARCODER_REQUIRE_PEERS:-}" ]; then
+  echo "atheris is not installed: the Python harnesses cannot run" >&2
+  status=1
+else
+  echo "atheris is not installed (pip install atheris): the Python harnesses are skipped"
+fi
 exit $status

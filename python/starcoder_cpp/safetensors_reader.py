@@ -59,6 +59,8 @@ FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
 # A header bigger than this is certainly not a real safetensors header
 # (the reference implementation refuses > 100 MB as well).
 _MAX_HEADER = 100 * 1024 * 1024
+_MAX_DIMS = 16
+_MAX_EXTENT = 1 << 48  # elements, zero dimensions counted as 1
 
 
 class SafetensorsError(ValueError):
@@ -192,6 +194,15 @@ class SafetensorsFile:
             raise SafetensorsError(f"{where}: unsupported dtype {dtype!r}")
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
             raise SafetensorsError(f"{where}: shape must be a list of non-negative integers, got {shape!r}")
+        # An empty tensor passes the byte count whatever its other dimensions,
+        # and numpy refuses more than 64 dimensions or an extent above 2^63
+        # bytes even for an array with no elements (found by fuzz_safetensors.py).
+        extent = 1
+        for d in shape:
+            extent *= max(d, 1)
+        if len(shape) > _MAX_DIMS or extent > _MAX_EXTENT:
+            raise SafetensorsError(f"{where}: shape {shape!r} has more than {_MAX_DIMS} dimensions or spans "
+                                   f"more than {_MAX_EXTENT} elements")
         if (
             not isinstance(offsets, list)
             or len(offsets) != 2

@@ -7,6 +7,9 @@ OUT_DIR/gguf/: a tiny but complete StarCoder GGUF (byte-level vocabulary with a
 few merges and the special tokens, every tensor of a 1-layer model), a
 vocab-only file, and truncated and bit-flipped copies of both.
 OUT_DIR/tokenizer/: code, unicode and special-token texts.
+OUT_DIR/safetensors/: small safetensors files of every dtype the reader takes,
+with metadata, an empty tensor, and truncated copies.
+OUT_DIR/config/: the tiny test model's config.json and variants of it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 from gguf import GGUFWriter
+
+REPO = Path(__file__).resolve().parents[2]
 
 SPECIALS = ["<|endoftext|>", "<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>", "<filename>"]
 
@@ -108,6 +113,42 @@ def main(out_dir: str) -> None:
     for i, t in enumerate(texts):
         (out / "tokenizer" / f"text{i}").write_bytes(t.encode("utf-8", "surrogatepass"))
     (out / "tokenizer" / "invalid-utf8").write_bytes(b"\xff\xfe\xc3(\xe2\x82")
+    converter_seeds(out)
+
+
+def safetensors_bytes(tensors: dict, metadata: dict | None = None) -> bytes:
+    import json
+    import struct
+
+    header, blobs, offset = {}, [], 0
+    for name, a in tensors.items():
+        raw = a.tobytes()
+        dtype = {"float32": "F32", "float16": "F16", "uint16": "BF16"}[a.dtype.name]
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    if metadata:
+        header["__metadata__"] = metadata
+    h = json.dumps(header).encode()
+    return struct.pack("<Q", len(h)) + h + b"".join(blobs)
+
+
+def converter_seeds(out: Path) -> None:
+    st, cfg = out / "safetensors", out / "config"
+    st.mkdir(parents=True, exist_ok=True)
+    cfg.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    full = safetensors_bytes({"wte": rng.standard_normal((4, 8)).astype(np.float32),
+                              "h.0.ln": rng.standard_normal(8).astype(np.float16),
+                              "bf": (rng.integers(0, 2**16, 6)).astype(np.uint16),
+                              "empty": np.zeros((0, 3), np.float32)}, {"format": "pt"})
+    (st / "small.safetensors").write_bytes(full)
+    (st / "truncated.safetensors").write_bytes(full[: len(full) - 7])
+    (st / "header-only.safetensors").write_bytes(full[:40])
+    base = (REPO / "tests" / "data" / "tiny-bigcode-py" / "config.json").read_text()
+    (cfg / "tiny.json").write_text(base)
+    (cfg / "multi-head.json").write_text(base.replace('"multi_query": true', '"multi_query": false'))
+    (cfg / "minimal.json").write_text('{"model_type": "gpt_bigcode", "n_embd": 64, "n_head": 4, "n_layer": 1}')
 
 
 if __name__ == "__main__":

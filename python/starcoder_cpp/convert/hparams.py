@@ -51,12 +51,29 @@ def _cfg_get(config: dict, key: str, alias: Optional[str], default):
     return default
 
 
+# Far above any GPT-BigCode checkpoint (StarCoder 15B: 40 layers, width 6144,
+# 48 heads, 49152 tokens, 8192 positions, inner 24576), and low enough that a
+# forged config.json cannot make the converter plan millions of tensors or
+# allocate a table it could never fill (found by tests/fuzz/fuzz_config.py:
+# n_layer = 2e6 planned for minutes before any tensor was read).
+LIMITS: Dict[str, int] = {
+    "n_embd": 1 << 16,
+    "n_head": 1 << 10,
+    "n_layer": 1 << 10,
+    "n_positions": 1 << 20,
+    "vocab_size": 1 << 22,
+    "n_inner": 1 << 20,
+}
+
+
 def _cfg_int(config: dict, key: str, alias: Optional[str], default: Optional[int]) -> int:
     v = _cfg_get(config, key, alias, default)
     if v is None:
         raise ConversionError(f"config.json has no {key!r}")
     if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
         raise ConversionError(f"config.json: {key!r} must be a positive integer, got {v!r}")
+    if v > LIMITS.get(key, v):
+        raise ConversionError(f"config.json: {key!r} = {v} is beyond any GPT-BigCode model (at most {LIMITS[key]})")
     return v
 
 
