@@ -327,3 +327,10 @@ def test_streams_interleaved_and_one_abandoned_midway_leave_the_other_intact(mod
     assert first_b  # it had started
     # and the model is still usable for a fresh call
     assert str(model.complete("def fib(n):\n    if n < 2:", max_tokens=16, temperature=0)).startswith(first_b)
+
+
+def test_max_tokens_beyond_the_context_runs_until_the_context_is_full(tiny_gguf_f32):
+    m = starcoder_cpp.Model(tiny_gguf_f32, n_ctx=40)
+    r = m.complete("def f(x):", max_tokens=10**12, temperature=0)
+    assert r.finish_reason in ("length", "eos", "stop")
+    assert r.n_prompt_tokens + r.n_tokens <= 40 + 1  # the last token is sampled, never evaluated

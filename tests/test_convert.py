@@ -1002,6 +1002,7 @@ def test_a_size_beyond_any_gpt_bigcode_model_is_refused_naming_it(key):
 @pytest.mark.parametrize("path", sorted((FUZZ_REGRESSIONS / "safetensors").glob("*.safetensors")),
                          ids=lambda p: p.name)
 def test_fuzzed_safetensors_headers_raise_safetensors_error(path):
-    # numpy's own ValueError ("maximum allowed dimension exceeded") used to escape for these
-    with pytest.raises(st_reader.SafetensorsError, match="dimensions or spans more than"):
+    # numpy's ValueError (an empty tensor of huge extent) or a TypeError (a dtype that is a
+    # list) used to escape for these
+    with pytest.raises(st_reader.SafetensorsError, match="dimensions or spans more than|unsupported dtype"):
         st_reader.SafetensorsFile(path)

@@ -470,7 +470,8 @@ class Model:
         return ids
 
     def _start(self, ids, max_tokens, stop, stream, truncate_prompt, stop_ids, opts: SamplingOptions):
-        max_tokens = _non_negative_int("max_tokens", max_tokens)
+        # no completion outgrows the context: a larger request means "until it is full"
+        max_tokens = min(_non_negative_int("max_tokens", max_tokens), self.n_ctx)
         if truncate_prompt:
             keep = max(1, self.n_ctx - max_tokens)
             ids = ids[-keep:]

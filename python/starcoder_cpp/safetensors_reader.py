@@ -190,7 +190,7 @@ class SafetensorsFile:
         dtype = entry.get("dtype")
         shape = entry.get("shape")
         offsets = entry.get("data_offsets")
-        if dtype not in _DTYPES:
+        if not isinstance(dtype, str) or dtype not in _DTYPES:  # a list or dict is not even hashable
             raise SafetensorsError(f"{where}: unsupported dtype {dtype!r}")
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
             raise SafetensorsError(f"{where}: shape must be a list of non-negative integers, got {shape!r}")
