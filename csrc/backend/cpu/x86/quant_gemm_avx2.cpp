@@ -58,10 +58,16 @@ struct Panel {
   }
 };
 
+struct ActScales;    // per activation block, below
+struct NoActScales;  // the k-quants' (nothing), with the driver
+
 // Q4_0: codes 0..15 (the -8 offset is applied through the activation sums).
 struct Q4_0 {
   static constexpr int kSlot = kQ4_0;
   static constexpr bool kOffset = true;
+  static constexpr int64_t kBlock = QK8_0;
+  using PanelT = Panel;
+  using Act = ActScales;
   static void pack(const uint8_t* w, size_t stride, int64_t nb, Panel& p) {
     const __m256i low = _mm256_set1_epi8(0x0F);
     for (int64_t b = 0; b < nb; ++b) {
@@ -82,6 +88,9 @@ struct Q4_0 {
 struct Q8_0 {
   static constexpr int kSlot = kQ8_0;
   static constexpr bool kOffset = false;
+  static constexpr int64_t kBlock = QK8_0;
+  using PanelT = Panel;
+  using Act = ActScales;
   static void pack(const uint8_t* w, size_t stride, int64_t nb, Panel& p) {
     for (int64_t b = 0; b < nb; ++b) {
       __m256i v[8];
@@ -194,6 +203,10 @@ template <typename Block, void (*Decode)(const Block&, KBlock&), bool kSameScale
 struct KFormat {
   static constexpr int kSlot = kSlot_;
   static constexpr bool kSameScale = kSameScale_;
+  static constexpr bool kOffset = false;  // the offsets are in the panel's bsum coefficients
+  static constexpr int64_t kBlock = QK_K;
+  using PanelT = KPanel;
+  using Act = NoActScales;
   static constexpr int kGroupsPerSum = 4 * 2 * kMaxLevel * 128 < 32768 ? 4 : 2;
   static void pack(const uint8_t* w, size_t stride, int64_t nb, KPanel& p) {
     for (int64_t i = 0; i < nb; ++i) {
@@ -271,36 +284,31 @@ void kpanel_tile(int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_st
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(out + size_t(t) * out_stride, acc[t]);
 }
 
-template <class F>
-void kquant_gemm_avx2(int64_t n, const void* w, size_t w_stride, int n_w, const void* acts, size_t act_stride,
-                      int n_act, float* out, size_t out_stride) {
-  const int n_panel_rows = n_act >= kMinTokens ? n_w / kPanelRows * kPanelRows : 0;
-  const uint8_t* wp = static_cast<const uint8_t*>(w);
-  const uint8_t* xp = static_cast<const uint8_t*>(acts);
-  const int64_t nb = n / QK_K;
-  thread_local KPanel panel;
-  if (n_panel_rows > 0) panel.resize(nb);
-  for (int r0 = 0; r0 < n_panel_rows; r0 += kPanelRows) {
-    F::pack(wp + size_t(r0) * w_stride, w_stride, nb, panel);
-    int a = 0;
-    for (; a + kTokenTile <= n_act; a += kTokenTile)
-      kpanel_tile<F, kTokenTile>(nb, panel, xp + size_t(a) * act_stride, act_stride, out + size_t(a) * out_stride + r0,
-                                 out_stride);
-    for (; a < n_act; ++a)
-      kpanel_tile<F, 1>(nb, panel, xp + size_t(a) * act_stride, act_stride, out + size_t(a) * out_stride + r0, out_stride);
-  }
-  if (n_panel_rows < n_w)
-    row_kernel[F::kSlot](n, wp + size_t(n_panel_rows) * w_stride, w_stride, n_w - n_panel_rows, acts, act_stride,
-                         n_act, out + n_panel_rows, out_stride);
-}
-
 using Q2_K = KFormat<block_q2_K, decode_q2_K, false, 3, kQ2_K>;
 using Q3_K = KFormat<block_q3_K, decode_q3_K, true, 7, kQ3_K>;
 using Q4_K = KFormat<block_q4_K, decode_q4_K, false, 15, kQ4_K>;
 using Q5_K = KFormat<block_q5_K, decode_q5_K, false, 31, kQ5_K>;
 using Q6_K = KFormat<block_q6_K, decode_q6_K, true, 63, kQ6_K>;
 
-// ---------------------------------------------------------------- the driver (Q4_0, Q8_0)
+// ---------------------------------------------------------------- the driver
+// The k-quants need nothing per activation block beyond what Q8_K stores.
+struct NoActScales {
+  void prepare(const uint8_t*, size_t, int, int64_t, bool) {}
+};
+
+// One tile of T activation rows (starting at row a) against a panel.
+template <class F, int T>
+void run_tile(int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const ActScales& s, int a,
+              float* out, size_t out_stride) {
+  panel_tile<F, T>(nb, p, acts, act_stride, s.d.data() + a * nb, F::kOffset ? s.corr.data() + a * nb : nullptr, nb,
+                   out, out_stride);
+}
+template <class F, int T>
+void run_tile(int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_stride, const NoActScales&, int,
+              float* out, size_t out_stride) {
+  kpanel_tile<F, T>(nb, p, acts, act_stride, out, out_stride);
+}
+
 template <class F>
 void quant_gemm_avx2(int64_t n, const void* w, size_t w_stride, int n_w, const void* acts, size_t act_stride,
                      int n_act, float* out, size_t out_stride) {
@@ -308,22 +316,20 @@ void quant_gemm_avx2(int64_t n, const void* w, size_t w_stride, int n_w, const v
   const uint8_t* wp = static_cast<const uint8_t*>(w);
   const uint8_t* xp = static_cast<const uint8_t*>(acts);
   if (n_panel_rows > 0) {
-    const int64_t nb = n / QK8_0;
-    thread_local Panel panel;
-    thread_local ActScales scales;
+    const int64_t nb = n / F::kBlock;
+    thread_local typename F::PanelT panel;
+    thread_local typename F::Act scales;
     panel.resize(nb);
     scales.prepare(xp, act_stride, n_act, nb, F::kOffset);
-    const float* dy = scales.d.data();
-    const float* corr = F::kOffset ? scales.corr.data() : nullptr;
     for (int r0 = 0; r0 < n_panel_rows; r0 += kPanelRows) {
       F::pack(wp + size_t(r0) * w_stride, w_stride, nb, panel);
       int a = 0;
       for (; a + kTokenTile <= n_act; a += kTokenTile)
-        panel_tile<F, kTokenTile>(nb, panel, xp + size_t(a) * act_stride, act_stride, dy + a * nb,
-                                  corr ? corr + a * nb : nullptr, nb, out + size_t(a) * out_stride + r0, out_stride);
+        run_tile<F, kTokenTile>(nb, panel, xp + size_t(a) * act_stride, act_stride, scales, a,
+                                out + size_t(a) * out_stride + r0, out_stride);
       for (; a < n_act; ++a)
-        panel_tile<F, 1>(nb, panel, xp + size_t(a) * act_stride, act_stride, dy + a * nb, corr ? corr + a * nb : nullptr,
-                         nb, out + size_t(a) * out_stride + r0, out_stride);
+        run_tile<F, 1>(nb, panel, xp + size_t(a) * act_stride, act_stride, scales, a,
+                       out + size_t(a) * out_stride + r0, out_stride);
     }
   }
   if (n_panel_rows < n_w)
@@ -337,11 +343,11 @@ void fill_quant_gemm_avx2(CpuKernels& k) {
   for (int slot : {kQ4_0, kQ8_0, kQ2_K, kQ3_K, kQ4_K, kQ5_K, kQ6_K}) row_kernel[slot] = k.quant_dot[slot];
   k.quant_dot[kQ4_0] = quant_gemm_avx2<Q4_0>;
   k.quant_dot[kQ8_0] = quant_gemm_avx2<Q8_0>;
-  k.quant_dot[kQ2_K] = kquant_gemm_avx2<Q2_K>;
-  k.quant_dot[kQ3_K] = kquant_gemm_avx2<Q3_K>;
-  k.quant_dot[kQ4_K] = kquant_gemm_avx2<Q4_K>;
-  k.quant_dot[kQ5_K] = kquant_gemm_avx2<Q5_K>;
-  k.quant_dot[kQ6_K] = kquant_gemm_avx2<Q6_K>;
+  k.quant_dot[kQ2_K] = quant_gemm_avx2<Q2_K>;
+  k.quant_dot[kQ3_K] = quant_gemm_avx2<Q3_K>;
+  k.quant_dot[kQ4_K] = quant_gemm_avx2<Q4_K>;
+  k.quant_dot[kQ5_K] = quant_gemm_avx2<Q5_K>;
+  k.quant_dot[kQ6_K] = quant_gemm_avx2<Q6_K>;
 }
 
 }  // namespace sc
