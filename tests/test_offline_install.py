@@ -80,15 +80,19 @@ def offline(unshare, *cmd, cwd=None):
                           cwd=cwd, timeout=600)
 
 
-@pytest.fixture(scope="module")
-def venv(unshare, wheelhouse, tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("offline") / "venv"
+def offline_venv(unshare, wheelhouse, d: Path, requirement: str) -> Path:
+    """A fresh venv at d with `requirement` installed from the wheelhouse alone."""
     r = offline(unshare, sys.executable, "-m", "venv", d)
     assert r.returncode == 0, r.stderr
     r = offline(unshare, d / "bin" / "python", "-m", "pip", "install", "--no-index", "--find-links", wheelhouse,
-                "--disable-pip-version-check", "starcoder-cpp")
+                "--disable-pip-version-check", requirement)
     assert r.returncode == 0, r.stdout + r.stderr
     return d
+
+
+@pytest.fixture(scope="module")
+def venv(unshare, wheelhouse, tmp_path_factory) -> Path:
+    return offline_venv(unshare, wheelhouse, tmp_path_factory.mktemp("offline") / "venv", "starcoder-cpp")
 
 
 def cli(unshare, venv, *args, cwd=None):
@@ -189,13 +193,8 @@ PYEOF
 
 @pytest.fixture(scope="module")
 def server_venv(unshare, wheelhouse, tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("offline-server") / "venv"
-    r = offline(unshare, sys.executable, "-m", "venv", d)
-    assert r.returncode == 0, r.stderr
-    r = offline(unshare, d / "bin" / "python", "-m", "pip", "install", "--no-index", "--find-links", wheelhouse,
-                "--disable-pip-version-check", "starcoder-cpp[server]")
-    assert r.returncode == 0, r.stdout + r.stderr
-    return d
+    return offline_venv(unshare, wheelhouse, tmp_path_factory.mktemp("offline-server") / "venv",
+                        "starcoder-cpp[server]")
 
 
 def test_the_server_extra_installs_and_serves_on_loopback(unshare, server_venv, converted):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Seed corpora for the fuzz harnesses, built from scratch (no network, no ../shared).
+"""Seed corpora for the fuzz harnesses, built from scratch and from tests/data (no network).
 
     python tests/fuzz/make_seeds.py OUT_DIR
 
