@@ -113,7 +113,7 @@ void Model::eval(const int32_t* tokens, int n, bool all_logits, float* logits, i
   }
 }
 
-void Model::eval_batch(const int32_t* tokens, const int* seqs, int n, float* logits) {
+void Model::eval_batch(const int32_t* tokens, const int* seqs, int n, float* logits, const char* want) {
   if (n <= 0) throw std::invalid_argument("eval_batch needs at least one token");
   if (n > opts_.n_batch)
     throw std::invalid_argument("eval_batch: " + std::to_string(n) + " tokens exceed n_batch " +
@@ -121,9 +121,9 @@ void Model::eval_batch(const int32_t* tokens, const int* seqs, int n, float* log
   check_tokens(tokens, n);
   for (int i = 0; i < n; ++i) use_sequence(seqs[i]);
   const std::vector<int> pos = book_.positions(seqs, n);
-  const std::vector<char> want(size_t(n), 1);
+  const std::vector<char> want_all(want ? 0 : size_t(n), 1);
   book_.touch();
-  forward(Batch{tokens, seqs, pos.data(), want.data(), n}, logits);
+  forward(Batch{tokens, seqs, pos.data(), want ? want : want_all.data(), n}, logits);
   book_.append(tokens, seqs, n);
 }
 
@@ -150,7 +150,10 @@ void Model::forward(const Batch& batch, float* logits) {
     be.linear(L.attn_qkv, L.attn_qkv_b.get(), a.h, m, a.qkv);
     be.kv_write(*cache_, il, a.qkv.at(0, E), a.qkv.at(0, E + kv_dim), batch.seqs, batch.pos, m);
     attend(il, batch, a);
-    if (il == hp.n_layer - 1) m = keep_output_rows(batch, m, a);
+    if (il == hp.n_layer - 1 && (m = keep_output_rows(batch, m, a)) == 0) {
+      be.sync();  // no logits wanted (a prompt chunk): the keys and values were all it had to give
+      return;
+    }
     be.linear(L.attn_out, L.attn_out_b.get(), a.attn, m, a.h);
     be.add(a.x, a.h, m, E);
 
@@ -204,7 +207,7 @@ int Model::keep_output_rows(const Batch& batch, int n_rows, Activations& a) {
   for (int t = 0; t < n_rows; ++t)
     if (batch.want[t]) keep.push_back(t);
   const int n_keep = int(keep.size());
-  if (n_keep == n_rows) return n_rows;
+  if (n_keep == n_rows || n_keep == 0) return n_keep;
   Backend& be = *backend_;
   // h and ff are free here: gather into them, then swap the views.
   be.gather_rows(a.attn, keep.data(), n_keep, hp_.n_embd, a.h);

@@ -65,8 +65,11 @@ class Model {
 
   // One forward pass over tokens of several sequences: entry i appends
   // tokens[i] to sequence seqs[i] (entries of one sequence in order). The
-  // weights are read once for the whole batch. Writes n rows of logits.
-  void eval_batch(const int32_t* tokens, const int* seqs, int n, float* logits);
+  // weights are read once for the whole batch. Writes one row of logits per
+  // entry, or, given `want`, one per entry with want[i] != 0, in order (a
+  // server's batch mixes decode tokens with prompt chunks whose logits it
+  // does not need). At most n_batch entries.
+  void eval_batch(const int32_t* tokens, const int* seqs, int n, float* logits, const char* want = nullptr);
 
   // Drops positions >= n_keep of `seq` (0: empty).
   void truncate(int n_keep, int seq = 0);

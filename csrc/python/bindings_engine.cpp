@@ -33,7 +33,7 @@ TensorType kv_type_from(const std::string& s) {
 void register_engine_bindings(py::module_& m) {
   py::class_<PyEngine>(m, "Engine")
       .def(py::init([](const std::string& path, int n_ctx, int n_threads, int n_batch, const std::string& kv_type,
-                       int n_slots) {
+                       int n_slots, int prefill_chunk) {
              ModelOptions o;
              o.n_ctx = n_ctx;
              o.n_threads = n_threads;
@@ -42,15 +42,16 @@ void register_engine_bindings(py::module_& m) {
              auto pe = std::make_unique<PyEngine>();
              py::gil_scoped_release nogil;
              pe->model = std::make_unique<Model>(path, o);
-             pe->engine = std::make_unique<Engine>(*pe->model, n_slots);
+             pe->engine = std::make_unique<Engine>(*pe->model, n_slots, prefill_chunk);
              return pe;
            }),
            py::arg("path"), py::arg("n_ctx") = 0, py::arg("n_threads") = 0, py::arg("n_batch") = 512,
-           py::arg("kv_type") = "f16", py::arg("n_slots") = 4)
+           py::arg("kv_type") = "f16", py::arg("n_slots") = 4, py::arg("prefill_chunk") = Engine::kDefaultPrefillChunk)
       .def("pick_slot", [](const PyEngine& pe, const std::vector<int32_t>& prompt) { return pe.engine->pick_slot(prompt); })
       .def("busy", [](const PyEngine& pe, int slot) { return pe.engine->busy(slot); })
       .def_property_readonly("n_busy", [](const PyEngine& pe) { return pe.engine->n_busy(); })
       .def_property_readonly("n_slots", [](const PyEngine& pe) { return pe.engine->n_slots(); })
+      .def_property_readonly("prefill_chunk", [](const PyEngine& pe) { return pe.engine->prefill_chunk(); })
       .def("n_cached", [](const PyEngine& pe, int slot) { return pe.model->n_past(slot); })
       .def("start",
            [](PyEngine& pe, int slot, std::vector<int32_t> prompt, const SamplingParams& sp, int max_tokens,

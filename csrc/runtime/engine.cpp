@@ -9,10 +9,16 @@
 
 namespace sc {
 
-Engine::Engine(Model& model, int n_slots) : model_(model) {
+Engine::Engine(Model& model, int n_slots, int prefill_chunk) : model_(model) {
   if (n_slots < 1 || n_slots > Model::kMaxSeq)
     throw std::invalid_argument("the number of slots must be in [1, " + std::to_string(Model::kMaxSeq) + "]");
+  const int n_batch = model.options().n_batch;
+  if (n_slots > n_batch)
+    throw std::invalid_argument("n_batch " + std::to_string(n_batch) + " is smaller than the " +
+                                std::to_string(n_slots) + " slots: every slot's next token must fit one batch");
+  if (prefill_chunk < 1) throw std::invalid_argument("prefill_chunk must be >= 1");
   slots_.resize(size_t(n_slots));
+  prefill_chunk_ = std::min(prefill_chunk, n_batch);
 }
 
 int Engine::n_busy() const {
@@ -48,8 +54,10 @@ void Engine::start(int slot, SlotRequest req) {
   // The constructor validates the prompt and parameters before anything changes.
   auto c = std::make_unique<Completion>(model_, std::move(req.prompt), std::move(req.params), slot);
   if (!req.cache_prompt) model_.truncate(0, slot);
+  c->started_ = true;
+  c->n_reused_ = reuse_prefix(model_, c->prompt_, slot);
+  s.n_prefilled = c->n_reused_;
   s.c = std::move(c);
-  s.fresh = true;
   s.n_probs = std::min(req.n_probs, model_.hparams().n_vocab);
   s.presence = req.presence_penalty;
   s.frequency = req.frequency_penalty;
@@ -60,7 +68,6 @@ void Engine::start(int slot, SlotRequest req) {
 void Engine::cancel(int slot) {
   Slot& s = slots_.at(size_t(slot));
   s.c.reset();
-  s.fresh = false;
 }
 
 void Engine::finish_event(int slot, StepEvent* ev) {
@@ -124,53 +131,53 @@ void Engine::sample(int slot, StepEvent* ev) {
 }
 
 std::vector<StepEvent> Engine::step() {
-  std::vector<StepEvent> events;
-  std::vector<char> just_started(slots_.size(), 0);
-  // 1. Prompts of slots started since the last step (each reuses its cache).
-  for (int i = 0; i < n_slots(); ++i) {
-    Slot& s = slots_[size_t(i)];
-    if (!s.c || !s.fresh) continue;
-    s.fresh = false;
-    just_started[size_t(i)] = 1;
-    StepEvent ev;
-    ev.slot = i;
-    try {
-      Completion& c = *s.c;
-      if (c.params_.max_tokens == 0) {
-        // Nothing to generate, but the prompt still goes into the cache: an
-        // editor sends such requests to warm it for the next completion.
-        const int cached = reuse_prefix(model_, c.prompt_, i);
-        model_.eval(c.prompt_.data() + cached, int(c.prompt_.size()) - cached, false, c.logits_.data(), i);
-        c.n_reused_ = cached;
-      }
-      c.start();
-      c.version_ = model_.cache_version();
-      if (s.c->finished()) finish_event(i, &ev);  // max_tokens 0: the prompt is cached, nothing generated
-      else sample(i, &ev);
-    } catch (const std::exception& e) {
-      ev.error = e.what();
-      ev.finished = true;
-      s.c.reset();
-    }
-    events.push_back(std::move(ev));
-  }
-  // 2. One forward pass for every running slot's last sampled token.
+  // 1. The batch: every running slot's last sampled token, then prompt
+  //    tokens of prefilling slots, oldest request first, up to the chunk.
   std::vector<int32_t> tokens;
   std::vector<int> seqs;
+  std::vector<char> want;
   for (int i = 0; i < n_slots(); ++i) {
-    Slot& s = slots_[size_t(i)];
-    if (s.c && !just_started[size_t(i)] && s.c->need_eval_) {
+    const Slot& s = slots_[size_t(i)];
+    if (s.c && !prefilling(s) && s.c->need_eval_) {
       tokens.push_back(s.c->generated_.back());
       seqs.push_back(i);
+      want.push_back(1);
     }
   }
+  std::vector<int> waiting;
+  for (int i = 0; i < n_slots(); ++i)
+    if (prefilling(slots_[size_t(i)])) waiting.push_back(i);
+  std::sort(waiting.begin(), waiting.end(),
+            [&](int a, int b) { return slots_[size_t(a)].last_used < slots_[size_t(b)].last_used; });
+  const int n_batch = model_.options().n_batch;
+  int budget = std::min(prefill_chunk_, n_batch - int(tokens.size()));
+  std::vector<std::pair<int, int>> chunks;  // (slot, prompt tokens in this batch)
+  for (int i : waiting) {
+    if (budget <= 0) break;
+    const Slot& s = slots_[size_t(i)];
+    const std::vector<int32_t>& prompt = s.c->prompt_;
+    const int k = std::min(budget, int(prompt.size()) - s.n_prefilled);
+    for (int t = s.n_prefilled; t < s.n_prefilled + k; ++t) {
+      tokens.push_back(prompt[size_t(t)]);
+      seqs.push_back(i);
+      // Logits of the last prompt token give the first sampled one (none
+      // wanted for max_tokens 0: the request only fills the cache).
+      want.push_back(t + 1 == int(prompt.size()) && s.c->params_.max_tokens > 0);
+    }
+    chunks.emplace_back(i, k);
+    budget -= k;
+  }
+  std::vector<StepEvent> events;
   if (tokens.empty()) return events;
+
+  // 2. One forward pass for the whole batch.
   const size_t n_vocab = size_t(model_.hparams().n_vocab);
-  std::vector<float> logits(tokens.size() * n_vocab);
+  std::vector<float> logits(size_t(std::count(want.begin(), want.end(), 1)) * n_vocab);
   try {
-    model_.eval_batch(tokens.data(), seqs.data(), int(tokens.size()), logits.data());
+    model_.eval_batch(tokens.data(), seqs.data(), int(tokens.size()), logits.data(), want.data());
   } catch (const std::exception& e) {
-    for (int i : seqs) {
+    for (int i = 0; i < n_slots(); ++i) {
+      if (std::find(seqs.begin(), seqs.end(), i) == seqs.end()) continue;
       StepEvent ev;
       ev.slot = i;
       ev.error = e.what();
@@ -180,13 +187,28 @@ std::vector<StepEvent> Engine::step() {
     }
     return events;
   }
-  for (size_t j = 0; j < seqs.size(); ++j) {
-    Completion& c = *slots_[size_t(seqs[j])].c;
-    std::copy(logits.begin() + ptrdiff_t(j * n_vocab), logits.begin() + ptrdiff_t((j + 1) * n_vocab),
-              c.logits_.begin());
-    c.version_ = model_.cache_version();
+  for (const auto& [i, k] : chunks) slots_[size_t(i)].n_prefilled += k;
+
+  // 3. Sample for every row whose logits came back; end the cache-only requests.
+  size_t row = 0;
+  for (size_t j = 0; j < tokens.size(); ++j) {
+    const int i = seqs[j];
+    Completion& c = *slots_[size_t(i)].c;
     StepEvent ev;
-    sample(seqs[j], &ev);
+    ev.slot = i;
+    if (want[j]) {
+      std::copy(logits.begin() + ptrdiff_t(row * n_vocab), logits.begin() + ptrdiff_t((row + 1) * n_vocab),
+                c.logits_.begin());
+      ++row;
+      c.version_ = model_.cache_version();
+      sample(i, &ev);
+    } else if (c.params_.max_tokens == 0 && !prefilling(slots_[size_t(i)]) &&
+               (j + 1 == tokens.size() || seqs[j + 1] != i)) {
+      c.finish_ = FinishReason::kLength;  // the prompt is cached; nothing to generate
+      finish_event(i, &ev);
+    } else {
+      continue;
+    }
     events.push_back(std::move(ev));
   }
   return events;

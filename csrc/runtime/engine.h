@@ -1,7 +1,10 @@
 // The serving engine: a fixed set of slots, each a KV-cache sequence running
-// one Completion, advanced together by step(): prompts of newly started slots
-// are evaluated, then one batched forward pass gives every running slot its
-// next token (continuous batching: slots join and leave between steps).
+// one Completion, advanced together by step(). Each step is one forward pass
+// over one batch: the last sampled token of every running slot, then up to
+// `prefill_chunk` prompt tokens of slots still evaluating their prompts
+// (oldest request first). So slots join and leave between steps (continuous
+// batching), and a long new prompt delays the running streams by one chunk
+// per step, never by the whole prompt (chunked prefill).
 // One thread owns an Engine; nothing here locks.
 #pragma once
 #include <cstdint>
@@ -41,10 +44,17 @@ struct StepEvent {
 
 class Engine {
  public:
-  Engine(Model& model, int n_slots);
+  // Throws std::invalid_argument when n_slots is outside [1, Model::kMaxSeq],
+  // exceeds the model's n_batch (every slot's token must fit one batch), or
+  // prefill_chunk < 1. The chunk is capped at n_batch.
+  Engine(Model& model, int n_slots, int prefill_chunk = kDefaultPrefillChunk);
+  // Prompt tokens per step: on two cores, a 1B model evaluates 128 in about
+  // a second, so a stream waits that long at worst while a new prompt is read.
+  static constexpr int kDefaultPrefillChunk = 128;
 
   Model& model() { return model_; }
   int n_slots() const { return int(slots_.size()); }
+  int prefill_chunk() const { return prefill_chunk_; }
   bool busy(int slot) const { return bool(slots_.at(size_t(slot)).c); }
   int n_busy() const;
 
@@ -53,8 +63,9 @@ class Engine {
   // every slot is busy.
   std::pair<int, int> pick_slot(const std::vector<int32_t>& prompt) const;
 
-  // Puts a request on an idle slot; its prompt is evaluated by the next
-  // step(). Throws std::invalid_argument / ContextOverflowError for bad input.
+  // Puts a request on an idle slot (keeping the cached prefix it shares);
+  // its prompt is evaluated by the following steps. Throws
+  // std::invalid_argument / ContextOverflowError for bad input.
   void start(int slot, SlotRequest req);
   // Stops a slot's generation now (its cache keeps what was evaluated).
   void cancel(int slot);
@@ -65,7 +76,7 @@ class Engine {
  private:
   struct Slot {
     std::unique_ptr<Completion> c;
-    bool fresh = false;            // prompt not evaluated yet
+    int n_prefilled = 0;           // prompt tokens in the cache; < prompt size: still prefilling
     int n_probs = 0;
     float presence = 0.0f, frequency = 0.0f;
     std::vector<std::pair<int32_t, int>> counts;  // generated token -> times (small, linear)
@@ -74,9 +85,11 @@ class Engine {
   // Samples the slot's next token from c->logits_ and fills *ev.
   void sample(int slot, StepEvent* ev);
   void finish_event(int slot, StepEvent* ev);
+  bool prefilling(const Slot& s) const { return s.c && s.n_prefilled < s.c->n_prompt_tokens(); }
 
   Model& model_;
   std::vector<Slot> slots_;
+  int prefill_chunk_;
   std::vector<float> raw_;         // unmodified logits of the slot being sampled
   uint64_t clock_ = 0;
 };

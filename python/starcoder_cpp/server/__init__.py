@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-queue", type=int, default=64,
                    help="requests waiting for a slot before the server answers 'overloaded' (default 64)")
     p.add_argument("--kv-type", choices=("f16", "f32", "q8_0"), default="f16", help="KV cache type (default f16)")
+    p.add_argument("--prefill-chunk", type=int, default=128,
+                   help="prompt tokens evaluated per step beside the running streams: while a long new prompt "
+                        "is read, each of their tokens waits for one chunk, not the whole prompt (default 128)")
 
 
 def build_state(args):
@@ -39,9 +42,12 @@ def build_state(args):
         raise ValueError("--parallel must be in [1, 64]")
     if args.max_queue < 0:
         raise ValueError("--max-queue must be >= 0")
+    if not 1 <= args.prefill_chunk <= 512:
+        raise ValueError("--prefill-chunk must be in [1, 512]")
     return ServerState(_resolve_path(args.model), n_ctx=args.ctx_size or 0, n_threads=args.threads or 0,
                        parallel=args.parallel, api_key=args.api_key, model_alias=args.model_alias,
-                       fim_order=args.fim_order, max_queue=args.max_queue, kv_type=args.kv_type)
+                       fim_order=args.fim_order, max_queue=args.max_queue, kv_type=args.kv_type,
+                       prefill_chunk=args.prefill_chunk)
 
 
 def serve(args) -> int:
