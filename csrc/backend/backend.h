@@ -107,6 +107,10 @@ class Backend {
   virtual bool supports(TensorType t) const = 0;
 
   // ---- memory ----
+  // Bytes of the memory that this backend's buffers and caches come from
+  // (host RAM for the CPU, the device's for a GPU); 0 when unknown. The
+  // model refuses up front what cannot fit (Model::check_memory).
+  virtual uint64_t memory_bytes() const = 0;
   // n bytes of backend memory, uninitialised.
   virtual BufferPtr alloc(size_t n) = 0;
   // Host memory the backend can address directly (the CPU wraps it, no copy),

@@ -7,6 +7,7 @@
 #include "backend/registry.h"
 #include "format/quant.h"
 #include "util/errors.h"
+#include "util/memory.h"
 #include "util/thread_pool.h"
 
 namespace sc {
@@ -48,6 +49,7 @@ Model::Model(const std::string& path, const ModelOptions& options) : opts_(optio
   bo.name = opts_.backend;
   bo.n_threads = opts_.n_threads;
   backend_ = make_backend(bo, &backend_note_);
+  check_memory(1);
   w_ = load_weights(*file_, hp_, *backend_);
 
   KvCacheShape kv;
@@ -81,6 +83,26 @@ void Model::check_tokens(const int32_t* tokens, int n) const {
     if (tokens[i] < 0 || tokens[i] >= hp_.n_vocab)
       throw std::invalid_argument("token id " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
                                   " is out of range [0, " + std::to_string(hp_.n_vocab) + ")");
+}
+
+uint64_t Model::kv_bytes_per_seq() const {
+  return 2 * uint64_t(hp_.n_layer) * uint64_t(n_ctx_) * uint64_t(row_size(opts_.kv_type, hp_.kv_dim()));
+}
+
+void Model::check_memory(int n_seq) const {
+  const uint64_t env = memory_limit_from_env();
+  const uint64_t limit = env ? env : backend_->memory_bytes();
+  if (limit == 0) return;  // unknown: nothing to check against
+  // The weights: the file's size is within a few MB of their bytes (the
+  // CPU maps them, a GPU uploads them; either way they must be resident).
+  const uint64_t weights = file_->file_size(), kv = uint64_t(n_seq) * kv_bytes_per_seq();
+  if (weights + kv <= limit) return;
+  throw MemoryLimitError(
+      std::to_string(n_seq) + (n_seq == 1 ? " sequence" : " sequences") + " of " + std::to_string(n_ctx_) +
+      " tokens need " + format_bytes(kv) + " of " + tensor_type_name(opts_.kv_type) + " KV cache, and the weights " +
+      format_bytes(weights) + ": more than the " + format_bytes(limit) +
+      (env ? " of STARCODER_MEMORY_LIMIT" : " of memory that " + backend_->name() + " has") +
+      ". Use fewer slots, a shorter context (n_ctx) or a q8_0 KV cache.");
 }
 
 void Model::use_sequence(int seq) {

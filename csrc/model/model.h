@@ -49,6 +49,12 @@ class Model {
   // The KV cache holds independent sequences (slots 0..kMaxSeq-1), each with
   // up to n_ctx positions; a slot's memory is reserved on first use.
   static constexpr int kMaxSeq = 64;
+  // Bytes of keys and values one sequence holds when full (n_ctx positions).
+  uint64_t kv_bytes_per_seq() const;
+  // Throws MemoryLimitError unless the weights plus `n_seq` full sequences
+  // fit the backend's memory (or STARCODER_MEMORY_LIMIT when set). The
+  // constructor checks one sequence; a server checks all of its slots.
+  void check_memory(int n_seq) const;
   int n_past(int seq = 0) const { return book_.n_past(seq); }
   // Tokens whose keys/values are in the cache of `seq`, in order.
   const std::vector<int32_t>& history(int seq = 0) const { return book_.history(seq); }

@@ -133,6 +133,7 @@ PYBIND11_MODULE(_core, m) {
   static py::exception<ModelError> model_error(m, "ModelError", PyExc_ValueError);
   static py::exception<ContextOverflowError> ctx_error(m, "ContextOverflowError", PyExc_ValueError);
   static py::exception<BackendUnavailableError> backend_error(m, "BackendError", PyExc_RuntimeError);
+  static py::exception<MemoryLimitError> memory_error(m, "MemoryLimitError", PyExc_MemoryError);
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -144,6 +145,8 @@ PYBIND11_MODULE(_core, m) {
       py::set_error(ctx_error, e.what());
     } catch (const BackendUnavailableError& e) {
       py::set_error(backend_error, e.what());
+    } catch (const MemoryLimitError& e) {
+      py::set_error(memory_error, e.what());
     }
   });
 
@@ -373,6 +376,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("backend", [](const PyModel& pm) { return pm.model->backend().name(); })
       .def_property_readonly("backend_note", [](const PyModel& pm) { return pm.model->backend_note(); })
       .def_property_readonly("kv_type", [](const PyModel& pm) { return sc::tensor_type_name(pm.model->kv_type()); })
+      .def_property_readonly("kv_bytes_per_seq", [](const PyModel& pm) { return pm.model->kv_bytes_per_seq(); })
       .def_property_readonly("bos_id", [](const PyModel& pm) { return pm.model->tokenizer().bos_id(); })
       .def_property_readonly("eos_id", [](const PyModel& pm) { return pm.model->tokenizer().eos_id(); })
       .def_property_readonly("metadata", [](const PyModel& pm) { return metadata_dict(pm.model->file()); })

@@ -112,6 +112,7 @@ void register_engine_bindings(py::module_& m) {
       .def_property_readonly("eos_id", [](const PyEngine& pe) { return pe.model->tokenizer().eos_id(); })
       .def_property_readonly("bos_id", [](const PyEngine& pe) { return pe.model->tokenizer().bos_id(); })
       .def_property_readonly("kv_type", [](const PyEngine& pe) { return tensor_type_name(pe.model->kv_type()); })
+      .def_property_readonly("kv_bytes_per_seq", [](const PyEngine& pe) { return pe.model->kv_bytes_per_seq(); })
       .def_property_readonly("general_name", [](const PyEngine& pe) -> std::string {
         const auto& md = pe.model->file().metadata();
         auto it = md.find("general.name");

@@ -136,6 +136,7 @@ std::vector<BatchResult> complete_batch(Model& model, const std::vector<std::vec
                                         const CompletionParams& params) {
   if (int(prompts.size()) > Model::kMaxSeq)
     throw std::invalid_argument("at most " + std::to_string(Model::kMaxSeq) + " prompts per batch");
+  model.check_memory(int(prompts.size()));
   std::vector<Completion> seqs;
   seqs.reserve(prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {

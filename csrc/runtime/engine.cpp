@@ -17,6 +17,7 @@ Engine::Engine(Model& model, int n_slots, int prefill_chunk) : model_(model) {
     throw std::invalid_argument("n_batch " + std::to_string(n_batch) + " is smaller than the " +
                                 std::to_string(n_slots) + " slots: every slot's next token must fit one batch");
   if (prefill_chunk < 1) throw std::invalid_argument("prefill_chunk must be >= 1");
+  model.check_memory(n_slots);
   slots_.resize(size_t(n_slots));
   prefill_chunk_ = std::min(prefill_chunk, n_batch);
 }

@@ -17,6 +17,13 @@ class ContextOverflowError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A configuration that needs more memory than the backend has (KV cache of
+// every slot plus the weights); thrown before anything is allocated.
+class MemoryLimitError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // A backend that exists by name but that this build or machine cannot run
 // (no CUDA in the build, no driver, no GPU); the message names what is missing.
 class BackendUnavailableError : public std::runtime_error {

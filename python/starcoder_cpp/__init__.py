@@ -5,7 +5,7 @@
     >>> m.complete("def fibonacci(n):", max_tokens=16)
 """
 
-from ._core import BackendError, ContextOverflowError, GGUFError, ModelError, inspect_gguf
+from ._core import BackendError, ContextOverflowError, GGUFError, MemoryLimitError, ModelError, inspect_gguf
 from .model import Model, Tokenizer, demo_model_path
 from .sampling import SamplingOptions
 
@@ -17,6 +17,7 @@ __all__ = [
     "ModelError",
     "ContextOverflowError",
     "BackendError",
+    "MemoryLimitError",
     "demo_model_path",
     "inspect_gguf",
 ]

@@ -568,6 +568,7 @@ class Model:
             "backend": self._m.backend,
             "backend_note": self._m.backend_note,
             "kv_type": self._m.kv_type,
+            "kv_bytes_per_sequence": self._m.kv_bytes_per_seq,  # a full context of one sequence (server slot)
             "tensor_types": types,
         }
 

@@ -13,6 +13,7 @@
 #include "backend/cpu/attention.h"
 #include "backend/cpu/kernels.h"
 #include "format/quant.h"
+#include "util/memory.h"
 #include "util/thread_pool.h"
 
 namespace sc {
@@ -102,6 +103,7 @@ class CpuBackend final : public Backend {
   explicit CpuBackend(int n_threads) : pool_(n_threads) {}
 
   std::string name() const override { return std::string("cpu-") + cpu_kernels().level; }
+  uint64_t memory_bytes() const override { return host_memory_bytes(); }
   bool supports(TensorType t) const override {
     return t == TensorType::F32 || t == TensorType::F16 || t == TensorType::BF16 || is_weight_quant_type(t);
   }

@@ -112,6 +112,10 @@ class CudaBackend final : public Backend {
   }
 
   // ---- memory ----
+  uint64_t memory_bytes() const override {
+    size_t free_b = 0, total_b = 0;
+    return cudaMemGetInfo(&free_b, &total_b) == cudaSuccess ? uint64_t(total_b) : 0;
+  }
   BufferPtr alloc(size_t n) override { return std::make_unique<DeviceBuffer>(n); }
   BufferPtr wrap_host(void*, size_t) override { return nullptr; }  // host memory is not device memory
   void upload(Buffer& dst, size_t offset, const void* src, size_t n) override {

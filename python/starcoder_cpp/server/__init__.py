@@ -74,6 +74,6 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         return serve(args)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, MemoryError) as e:
         print(f"starcoder-cpp: error: {e}", file=sys.stderr)
         return 1
