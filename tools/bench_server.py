@@ -20,6 +20,11 @@ middle; time of a 1-token infill cold (cache_prompt off) and after typing one
 character at the cursor, with PSM and SPM prompts (this server's
 --fim-order) and for the peer (its suffix prompt is PSM).
 
+Stall (chunked prefill): one stream decoding while a --stall-tokens prompt
+arrives; reported: the stream's longest gap between two tokens, its median
+gap, and the long request's time to first token, for --prefill-chunk values
+(this server only: the peer decodes one request at a time).
+
 Timings describe this machine at that moment; on a shared machine read them
 as rough.
 """
@@ -65,11 +70,12 @@ def start(cmd: list, port: int, env=None) -> subprocess.Popen:
     raise RuntimeError("server did not start")
 
 
-def ours(model: str, threads: int, parallel: int, n_ctx: int, fim_order: str = "psm"):
+def ours(model: str, threads: int, parallel: int, n_ctx: int, fim_order: str = "psm", prefill_chunk: int = 128):
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
     cmd = [sys.executable, "-m", "starcoder_cpp.server", "-m", model, "--port", str(port), "--threads", str(threads),
-           "--parallel", str(parallel), "--ctx-size", str(n_ctx), "--fim-order", fim_order]
+           "--parallel", str(parallel), "--ctx-size", str(n_ctx), "--fim-order", fim_order,
+           "--prefill-chunk", str(prefill_chunk)]
     return start(cmd, port, env), port
 
 
@@ -167,6 +173,37 @@ def fim_edit(url: str, route: str, text: str, repeat: int = 3) -> dict:
     return {"cold_ms": c, "edit_ms": e, "edit_over_cold": e / c}
 
 
+def stall(url: str, long_text: str, max_tokens: int = 400) -> dict:
+    """A stream decodes; after its 10th token a long prompt arrives. The
+    stream's token gaps while the prompt is read, and the prompt's TTFT."""
+    times, long_ttft = [], [None]
+
+    def long_request():
+        with httpx.Client(timeout=600) as http:
+            t0 = time.perf_counter()
+            http.post(url + "/completion", json={"prompt": long_text, "n_predict": 1, "temperature": 0,
+                                                 "cache_prompt": False}).raise_for_status()
+            long_ttft[0] = time.perf_counter() - t0
+
+    sender = threading.Thread(target=long_request)
+    body = {"prompt": "import os\n", "n_predict": max_tokens, "temperature": 0, "stream": True,
+            "cache_prompt": False}
+    with httpx.Client(timeout=600) as http, http.stream("POST", url + "/completion", json=body) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            times.append(time.perf_counter())
+            if len(times) == 10:
+                sender.start()
+            if long_ttft[0] is not None and len(times) > 20:
+                break  # the long prompt is answered: the gaps it caused are in
+    sender.join()
+    gaps = [b - a for a, b in zip(times[10:], times[11:])]
+    return {"max_gap_ms": 1000 * max(gaps), "median_gap_ms": 1000 * statistics.median(gaps),
+            "long_ttft_ms": 1000 * long_ttft[0]}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-m", "--model", required=True)
@@ -178,13 +215,16 @@ def main() -> int:
     ap.add_argument("--fim-tokens", type=int, default=2048)
     ap.add_argument("--peer", action="store_true", help="also run llama-cpp-python's server")
     ap.add_argument("--skip-load", action="store_true")
+    ap.add_argument("--skip-fim", action="store_true")
+    ap.add_argument("--stall-tokens", type=int, default=0, help="measure stalls with a prompt this long (0: skip)")
+    ap.add_argument("--prefill-chunks", default="32,128,512", help="--prefill-chunk values for the stall test")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     model = str(Path(args.model).resolve()) if args.model != "demo" else \
         str(REPO / "python" / "starcoder_cpp" / "models" / "tiny-bigcode-py-q8_0.gguf")
     clients = [int(c) for c in args.clients.split(",")]
     text = fim_file(min(args.fim_tokens, args.ctx_size - 64))
-    results = {"model": os.path.basename(model), "threads": args.threads, "load": {}, "fim": {}}
+    results = {"model": os.path.basename(model), "threads": args.threads, "load": {}, "fim": {}, "stall": {}}
     systems = [("starcoder-cpp", lambda: ours(model, args.threads, max(clients), args.ctx_size))]
     if args.peer:
         systems.append(("llama-cpp-python", lambda: peer(model, args.threads, args.ctx_size)))
@@ -194,31 +234,48 @@ def main() -> int:
         try:
             if not args.skip_load:
                 results["load"][name] = [load(url, c, args.requests, args.max_tokens) for c in clients]
-            if name == "llama-cpp-python":
+            if name == "llama-cpp-python" and not args.skip_fim:
                 results["fim"][name + " (PSM)"] = fim_edit(url, "openai", text)
         finally:
             proc.terminate()
             proc.wait(timeout=60)
-    for order in ("psm", "spm"):
+    for order in () if args.skip_fim else ("psm", "spm"):
         proc, port = ours(model, args.threads, 1, args.ctx_size, order)
         try:
             results["fim"][f"starcoder-cpp ({order.upper()})"] = fim_edit(f"http://127.0.0.1:{port}", "infill", text)
         finally:
             proc.terminate()
             proc.wait(timeout=60)
+    if args.stall_tokens:
+        long_text = fim_file(min(args.stall_tokens, args.ctx_size - 64))
+        for chunk in (int(c) for c in args.prefill_chunks.split(",")):
+            proc, port = ours(model, args.threads, 2, args.ctx_size, prefill_chunk=chunk)
+            try:
+                results["stall"][chunk] = stall(f"http://127.0.0.1:{port}", long_text)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=60)
     print(f"model {results['model']}, {args.threads} threads, {args.max_tokens} tokens per request, "
           f"{args.requests} requests per client")
-    print("| server | clients | req/s | TTFT p50 ms | TTFT p99 ms | aggregate tok/s |")
-    print("|---|---:|---:|---:|---:|---:|")
+    if results["load"]:
+        print("| server | clients | req/s | TTFT p50 ms | TTFT p99 ms | aggregate tok/s |")
+        print("|---|---:|---:|---:|---:|---:|")
     for name, rows in results["load"].items():
         for r in rows:
             print(f"| {name} | {r['clients']} | {r['req_per_s']:.2f} | {r['ttft_p50_ms']:.0f} | {r['ttft_p99_ms']:.0f} | "
                   f"{r['tok_per_s']:.1f} |")
-    print(f"\nFIM on a {len(text)}-character file cut in the middle, 1-token infill:")
-    print("| server | cold ms | after a 1-character edit ms | edit / cold |")
-    print("|---|---:|---:|---:|")
-    for name, r in results["fim"].items():
-        print(f"| {name} | {r['cold_ms']:.0f} | {r['edit_ms']:.0f} | {r['edit_over_cold']:.0%} |")
+    if results["fim"]:
+        print(f"\nFIM on a {len(text)}-character file cut in the middle, 1-token infill:")
+        print("| server | cold ms | after a 1-character edit ms | edit / cold |")
+        print("|---|---:|---:|---:|")
+        for name, r in results["fim"].items():
+            print(f"| {name} | {r['cold_ms']:.0f} | {r['edit_ms']:.0f} | {r['edit_over_cold']:.0%} |")
+    if results["stall"]:
+        print(f"\nStall: a {len(long_text)}-character prompt arrives while one stream decodes:")
+        print("| --prefill-chunk | stream's longest gap ms | median gap ms | long prompt's TTFT ms |")
+        print("|---:|---:|---:|---:|")
+        for chunk, r in results["stall"].items():
+            print(f"| {chunk} | {r['max_gap_ms']:.0f} | {r['median_gap_ms']:.0f} | {r['long_ttft_ms']:.0f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
