@@ -120,3 +120,27 @@ def test_engine_refuses_more_slots_than_one_batch_holds():
 def test_engine_refuses_a_prefill_chunk_below_one():
     with pytest.raises(ValueError, match="prefill_chunk must be >= 1"):
         make_engine(prefill_chunk=0)
+
+
+def test_step_logprobs_are_the_models_log_softmax_and_top_n_its_best_tokens(model):
+    import numpy as np
+
+    engine = make_engine(prefill_chunk=16)
+    ids = engine.encode(LONG)
+    engine.start(0, ids, greedy(), 4, [], [], 5)
+    (ev,) = [e for e in run_steps(engine) if e[1] >= 0][:1]
+    model.reset()
+    logits = model.eval(ids).astype(np.float64).ravel()
+    logp = logits - (logits.max() + np.log(np.exp(logits - logits.max()).sum()))
+    assert ev[1] == int(np.argmax(logits))
+    assert abs(ev[2] - logp[ev[1]]) < 1e-4
+    best = np.argsort(-logp)[:5]
+    assert [t for t, _ in ev[4]] == list(best)
+    assert np.allclose([lp for _, lp in ev[4]], logp[best], atol=1e-4)
+
+
+def run_steps(engine):
+    events = []
+    while engine.n_busy:
+        events += engine.step()
+    return events

@@ -83,8 +83,8 @@ void Completion::sync_cache() {
   version_ = model_.cache_version();
 }
 
-void Completion::advance() {
-  const int32_t tok = sampler_.sample(logits_.data(), int(logits_.size()), model_.history(seq_));
+void Completion::advance(float* logits) {
+  const int32_t tok = sampler_.sample(logits, int(logits_.size()), model_.history(seq_));
   generated_.push_back(tok);
   need_eval_ = false;
 

@@ -45,7 +45,8 @@ class Completion {
                                                         const CompletionParams&);
   void start();                        // evaluates the prompt (reusing the cache)
   void sync_cache();                   // re-evaluates if someone else used the model
-  void advance();                      // samples one token from logits_, updates text state
+  void advance() { advance(logits_.data()); }
+  void advance(float* logits);         // samples one token from `logits` (changed in place), updates text state
   size_t emittable_prefix() const;     // bytes of pending_ safe to hand out now
 
   Model& model_;

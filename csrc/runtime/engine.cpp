@@ -83,21 +83,17 @@ void Engine::finish_event(int slot, StepEvent* ev) {
   s.c.reset();
 }
 
-void Engine::sample(int slot, StepEvent* ev) {
+void Engine::sample(int slot, float* logits, StepEvent* ev) {
   Slot& s = slots_[size_t(slot)];
   Completion& c = *s.c;
-  const int n_vocab = int(c.logits_.size());
-  raw_.assign(c.logits_.begin(), c.logits_.end());
-  // log-softmax normaliser of the model's own distribution, for logprobs.
-  const float mx = *std::max_element(raw_.begin(), raw_.end());
-  double sum = 0.0;
-  for (float x : raw_) sum += std::exp(double(x - mx));
-  const float lse = mx + float(std::log(sum));
+  const int n_vocab = model_.hparams().n_vocab;
+  raw_.assign(logits, logits + n_vocab);  // the penalties below change `logits`
+  const float lse = log_sum_exp(raw_.data(), n_vocab, scratch_);  // for the model's own logprobs
   if (s.presence != 0.0f || s.frequency != 0.0f)
-    for (const auto& [tok, n] : s.counts) c.logits_[size_t(tok)] -= s.presence + s.frequency * float(n);
+    for (const auto& [tok, n] : s.counts) logits[size_t(tok)] -= s.presence + s.frequency * float(n);
 
   const std::string before = c.params_.stop.empty() ? std::string() : c.pending_;
-  c.advance();
+  c.advance(logits);
   const int32_t tok = c.generated_.back();
   if (c.finish_ == FinishReason::kStop) {
     // The text was cut where the first stop string began: name that string.
@@ -173,9 +169,9 @@ std::vector<StepEvent> Engine::step() {
 
   // 2. One forward pass for the whole batch.
   const size_t n_vocab = size_t(model_.hparams().n_vocab);
-  std::vector<float> logits(size_t(std::count(want.begin(), want.end(), 1)) * n_vocab);
+  logits_.resize(size_t(std::count(want.begin(), want.end(), 1)) * n_vocab);
   try {
-    model_.eval_batch(tokens.data(), seqs.data(), int(tokens.size()), logits.data(), want.data());
+    model_.eval_batch(tokens.data(), seqs.data(), int(tokens.size()), logits_.data(), want.data());
   } catch (const std::exception& e) {
     for (int i = 0; i < n_slots(); ++i) {
       if (std::find(seqs.begin(), seqs.end(), i) == seqs.end()) continue;
@@ -198,11 +194,8 @@ std::vector<StepEvent> Engine::step() {
     StepEvent ev;
     ev.slot = i;
     if (want[j]) {
-      std::copy(logits.begin() + ptrdiff_t(row * n_vocab), logits.begin() + ptrdiff_t((row + 1) * n_vocab),
-                c.logits_.begin());
-      ++row;
       c.version_ = model_.cache_version();
-      sample(i, &ev);
+      sample(i, logits_.data() + row++ * n_vocab, &ev);
     } else if (c.params_.max_tokens == 0 && !prefilling(slots_[size_t(i)]) &&
                (j + 1 == tokens.size() || seqs[j + 1] != i)) {
       c.finish_ = FinishReason::kLength;  // the prompt is cached; nothing to generate

@@ -82,15 +82,18 @@ class Engine {
     std::vector<std::pair<int32_t, int>> counts;  // generated token -> times (small, linear)
     uint64_t last_used = 0;
   };
-  // Samples the slot's next token from c->logits_ and fills *ev.
-  void sample(int slot, StepEvent* ev);
+  // Samples the slot's next token from its row of logits (changed in place
+  // by the penalties) and fills *ev.
+  void sample(int slot, float* logits, StepEvent* ev);
   void finish_event(int slot, StepEvent* ev);
   bool prefilling(const Slot& s) const { return s.c && s.n_prefilled < s.c->n_prompt_tokens(); }
 
   Model& model_;
   std::vector<Slot> slots_;
   int prefill_chunk_;
+  std::vector<float> logits_;      // one step's logits, a row per sampled slot (kept: no allocation per step)
   std::vector<float> raw_;         // unmodified logits of the slot being sampled
+  std::vector<float> scratch_;
   uint64_t clock_ = 0;
 };
 

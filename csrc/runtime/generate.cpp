@@ -7,11 +7,26 @@
 
 namespace sc {
 
+float max_value(const float* x, int n) {
+  // Eight independent maxima, so the compiler keeps them in one vector
+  // register (a single running max is a serial chain of compares).
+  float m[8];
+  for (int j = 0; j < 8; ++j) m[j] = x[0];
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+  for (; i < n; ++i) m[0] = x[i] > m[0] ? x[i] : m[0];
+  for (int j = 1; j < 8; ++j) m[0] = m[j] > m[0] ? m[j] : m[0];
+  return m[0];
+}
+
 int32_t argmax(const float* x, int n) {
-  int32_t best = 0;
-  for (int i = 1; i < n; ++i)
-    if (x[i] > x[best]) best = i;
-  return best;
+  // The largest value, then the first index holding it: two streaming
+  // passes instead of one compare chain. NaNs never win (as x[i] > best).
+  const float mx = max_value(x, n);
+  for (int i = 0; i < n; ++i)
+    if (x[i] == mx) return i;
+  return 0;  // every value NaN
 }
 
 int reuse_prefix(Model& model, const std::vector<int32_t>& prompt, int seq) {

@@ -5,9 +5,17 @@
 #include <stdexcept>
 #include <string>
 
+#include "backend/cpu/kernels.h"  // host math on host logits, whichever backend made them
 #include "runtime/generate.h"
 
 namespace sc {
+
+float log_sum_exp(const float* x, int n, std::vector<float>& scratch) {
+  const float mx = max_value(x, n);
+  if (!std::isfinite(mx)) return mx;
+  scratch.assign(x, x + n);
+  return mx + std::log(cpu_kernels().exp_shift_sum(scratch.data(), n, mx));
+}
 
 void check_sampling_params(const SamplingParams& p) {
   auto bad = [](const std::string& what) { throw std::invalid_argument(what); };

@@ -10,7 +10,7 @@ namespace sc {
 namespace {
 
 volatile float g_sink_f;
-volatile int g_sink_i;
+volatile unsigned g_sink_i;
 
 float hsum(__m256 v) {
   alignas(32) float lanes[8];
@@ -20,11 +20,14 @@ float hsum(__m256 v) {
   return s;
 }
 
-int hsum(__m256i v) {
-  alignas(32) int lanes[8];
+// Wrapping, as the vector adds do (the accumulators are meant to overflow:
+// only the loop's speed matters, the sum is a sink). Signed overflow in a
+// scalar int would be undefined; UBSan caught it.
+unsigned hsum(__m256i v) {
+  alignas(32) unsigned lanes[8];
   _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), v);
-  int s = 0;
-  for (int x : lanes) s += x;
+  unsigned s = 0;
+  for (unsigned x : lanes) s += x;
   return s;
 }
 
