@@ -83,7 +83,7 @@ def test_quantized_matmul_handles_extreme_weights(level, wtype, row_split):
     w[1, ::37] = 1e4
     w[2] = np.sign(w[2]) * 65000.0 / 127
     wq = _core.quantize(w, wtype)
-    x = random_rows(rng, 4, n_in, "normal")
+    x = random_rows(rng, 16, n_in, "normal")  # 16: enough tokens for the prompt GEMM of every format
     w[3] = 65000.0 / 127  # every code at the format's largest level
     x[3] = 1.0  # every activation code at 127: the int16 partial sums at their largest
     ref = _testing.kernel_quant_matmul("generic", wtype, wq, n_out, n_in, x, row_split=row_split)
@@ -93,7 +93,7 @@ def test_quantized_matmul_handles_extreme_weights(level, wtype, row_split):
 
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("wtype", LEGACY + KQUANTS)
-@pytest.mark.parametrize("n_act", [4, 5, 11, 32])
+@pytest.mark.parametrize("n_act", [4, 5, 11, 19, 32])  # the GEMM takes 8+ (legacy) and 16+ (k-quant) tokens
 def test_prompt_sized_matmul_over_whole_row_panels_equals_the_reference(level, wtype, n_act):
     # slices of 20 rows: two 8-row panels and 4 rows left over, as a thread's share of a prompt GEMM
     rng = np.random.default_rng(hash((wtype, n_act, "panels")) % 2**32)

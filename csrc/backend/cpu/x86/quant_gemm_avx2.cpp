@@ -15,7 +15,8 @@
 // scale per row and block, 18-73 KB for StarCoder's widths) is built per
 // call in a per-thread scratch buffer from the file's own layout, so there is
 // no private copy of the weights and the packing is spread over every token.
-// Decode (few tokens) and rows that do not fill a panel take the row kernel.
+// Decode (few tokens, F::kMinTokens) and rows that do not fill a panel take
+// the row kernel.
 #include "backend/cpu/kernels.h"
 
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -33,7 +34,16 @@ namespace {
 
 constexpr int kPanelRows = 8;   // weight rows per panel: one int32/float lane each
 constexpr int kTokenTile = 4;   // activation rows per pass over a panel
-constexpr int kMinTokens = 4;   // fewer activation rows: the row kernel is faster
+// Below a format's kMinTokens activation rows the row kernel is faster: the
+// panel is packed per call, and a few tokens do not pay for it (a server's
+// batched decode is 2-16 rows). Measured with 2 threads at the 1B shape's
+// widths (Zen 3), GEMM / row GMAC/s: Q4_0 4 rows 35/45, 8 rows 50/39; Q8_0
+// 34/41, 46/40; Q4_K 8 rows 37/78, 16 rows 58/61; Q6_K 30/49, 54/52. The
+// k-quants' packing decodes every block, so they cross over later. (At the
+// 768-wide tiny_starcoder_py shape Q8_0 crosses over later too, 8 rows
+// 33/42, 16 rows 53/45; the bigger models decide.)
+constexpr int kMinTokensLegacy = 8;
+constexpr int kMinTokensK = 16;
 
 // The row kernels this level had before the GEMM was installed (decode and leftover rows).
 QuantDotFn row_kernel[kQuantSlots];
@@ -64,6 +74,7 @@ struct NoActScales;  // the k-quants' (nothing), with the driver
 // Q4_0: codes 0..15 (the -8 offset is applied through the activation sums).
 struct Q4_0 {
   static constexpr int kSlot = kQ4_0;
+  static constexpr int kMinTokens = kMinTokensLegacy;
   static constexpr bool kOffset = true;
   static constexpr int64_t kBlock = QK8_0;
   using PanelT = Panel;
@@ -87,6 +98,7 @@ struct Q4_0 {
 // Q8_0: signed codes, multiplied as |w| * (y * sign(w)).
 struct Q8_0 {
   static constexpr int kSlot = kQ8_0;
+  static constexpr int kMinTokens = kMinTokensLegacy;
   static constexpr bool kOffset = false;
   static constexpr int64_t kBlock = QK8_0;
   using PanelT = Panel;
@@ -202,6 +214,7 @@ inline int32_t int16_pair(int16_t lo, int16_t hi) { return int32_t(uint32_t(uint
 template <typename Block, void (*Decode)(const Block&, KBlock&), bool kSameScale_, int kMaxLevel, int kSlot_>
 struct KFormat {
   static constexpr int kSlot = kSlot_;
+  static constexpr int kMinTokens = kMinTokensK;
   static constexpr bool kSameScale = kSameScale_;
   static constexpr bool kOffset = false;  // the offsets are in the panel's bsum coefficients
   static constexpr int64_t kBlock = QK_K;
@@ -312,7 +325,7 @@ void run_tile(int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_strid
 template <class F>
 void quant_gemm_avx2(int64_t n, const void* w, size_t w_stride, int n_w, const void* acts, size_t act_stride,
                      int n_act, float* out, size_t out_stride) {
-  const int n_panel_rows = n_act >= kMinTokens ? n_w / kPanelRows * kPanelRows : 0;
+  const int n_panel_rows = n_act >= F::kMinTokens ? n_w / kPanelRows * kPanelRows : 0;
   const uint8_t* wp = static_cast<const uint8_t*>(w);
   const uint8_t* xp = static_cast<const uint8_t*>(acts);
   if (n_panel_rows > 0) {
