@@ -204,6 +204,19 @@ def stall(url: str, long_text: str, max_tokens: int = 400) -> dict:
             "long_ttft_ms": 1000 * long_ttft[0]}
 
 
+def print_table(title: str, columns: list, rows: list) -> None:
+    """A markdown table (nothing when there are no rows): the first column
+    left-aligned, numbers right-aligned."""
+    if not rows:
+        return
+    if title:
+        print("\n" + title)
+    print("| " + " | ".join(columns) + " |")
+    print("|---|" + "---:|" * (len(columns) - 1))
+    for row in rows:
+        print("| " + " | ".join(str(c) for c in row) + " |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-m", "--model", required=True)
@@ -257,25 +270,18 @@ def main() -> int:
                 proc.wait(timeout=60)
     print(f"model {results['model']}, {args.threads} threads, {args.max_tokens} tokens per request, "
           f"{args.requests} requests per client")
-    if results["load"]:
-        print("| server | clients | req/s | TTFT p50 ms | TTFT p99 ms | aggregate tok/s |")
-        print("|---|---:|---:|---:|---:|---:|")
-    for name, rows in results["load"].items():
-        for r in rows:
-            print(f"| {name} | {r['clients']} | {r['req_per_s']:.2f} | {r['ttft_p50_ms']:.0f} | {r['ttft_p99_ms']:.0f} | "
-                  f"{r['tok_per_s']:.1f} |")
-    if results["fim"]:
-        print(f"\nFIM on a {len(text)}-character file cut in the middle, 1-token infill:")
-        print("| server | cold ms | after a 1-character edit ms | edit / cold |")
-        print("|---|---:|---:|---:|")
-        for name, r in results["fim"].items():
-            print(f"| {name} | {r['cold_ms']:.0f} | {r['edit_ms']:.0f} | {r['edit_over_cold']:.0%} |")
+    print_table("", ["server", "clients", "req/s", "TTFT p50 ms", "TTFT p99 ms", "aggregate tok/s"],
+                [[name, r["clients"], f"{r['req_per_s']:.2f}", f"{r['ttft_p50_ms']:.0f}", f"{r['ttft_p99_ms']:.0f}",
+                  f"{r['tok_per_s']:.1f}"] for name, rows in results["load"].items() for r in rows])
+    print_table(f"FIM on a {len(text)}-character file cut in the middle, 1-token infill:",
+                ["server", "cold ms", "after a 1-character edit ms", "edit / cold"],
+                [[name, f"{r['cold_ms']:.0f}", f"{r['edit_ms']:.0f}", f"{r['edit_over_cold']:.0%}"]
+                 for name, r in results["fim"].items()])
     if results["stall"]:
-        print(f"\nStall: a {len(long_text)}-character prompt arrives while one stream decodes:")
-        print("| --prefill-chunk | stream's longest gap ms | median gap ms | long prompt's TTFT ms |")
-        print("|---:|---:|---:|---:|")
-        for chunk, r in results["stall"].items():
-            print(f"| {chunk} | {r['max_gap_ms']:.0f} | {r['median_gap_ms']:.0f} | {r['long_ttft_ms']:.0f} |")
+        print_table(f"Stall: a {len(long_text)}-character prompt arrives while one stream decodes:",
+                    ["--prefill-chunk", "stream's longest gap ms", "median gap ms", "long prompt's TTFT ms"],
+                    [[chunk, f"{r['max_gap_ms']:.0f}", f"{r['median_gap_ms']:.0f}", f"{r['long_ttft_ms']:.0f}"]
+                     for chunk, r in results["stall"].items()])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
