@@ -171,7 +171,7 @@ def test_python_dash_m_server_has_the_documented_options():
                          env={**os.environ, "PYTHONPATH": pkg_parent})
     assert out.returncode == 0
     for opt in ("--host", "--port", "--parallel", "--ctx-size", "--threads", "--api-key", "--model-alias",
-                "--fim-order"):
+                "--fim-order", "--prefill-chunk"):
         assert opt in out.stdout
 
 
@@ -179,3 +179,17 @@ def test_streaming_several_infill_completions_is_refused(server):
     e = llamacpp_error(httpx.post(f"{server}/infill", json={"input_prefix": "a", "n_cmpl": 2, "stream": True}), 400)
     assert "n_cmpl" in e["message"]
     assert httpx.get(f"{server}/props").json()["queued"] == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--parallel", "0"], "--parallel must be in [1, 64]"),
+    (["--max-queue", "-1"], "--max-queue must be >= 0"),
+    (["--prefill-chunk", "0"], "--prefill-chunk must be in [1, 512]"),
+])
+def test_serve_refuses_bad_sizes_with_one_line_and_status_1(argv, message, capsys):
+    pytest.importorskip("uvicorn")
+    from starcoder_cpp import cli
+
+    assert cli.main(["serve", "-m", "demo", *argv]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -62,8 +62,9 @@ def serve(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     state = build_state(args)
     logging.getLogger("starcoder_cpp.server").info(
-        "model %s: %d slots x %d tokens, %d threads, FIM %s; http://%s:%d", state.alias, state.parallel, state.n_ctx,
-        state.core.n_threads, state.fim_order.upper(), args.host, args.port)
+        "model %s: %d slots x %d tokens, %d threads, FIM %s, prompts %d tokens per step; http://%s:%d", state.alias,
+        state.parallel, state.n_ctx, state.core.n_threads, state.fim_order.upper(), state.core.prefill_chunk, args.host,
+        args.port)
     uvicorn.run(create_app(state), host=args.host, port=args.port, log_level="warning")
     return 0
 
