@@ -33,13 +33,18 @@ Completion::Completion(Model& model, std::vector<int32_t> prompt, CompletionPara
   logits_.resize(size_t(model_.hparams().n_vocab));
 }
 
-void Completion::start() {
+int Completion::keep_cached_prefix() {
   started_ = true;
+  return n_reused_ = reuse_prefix(model_, prompt_, seq_);
+}
+
+void Completion::start() {
   if (params_.max_tokens == 0) {
+    started_ = true;
     finish_ = FinishReason::kLength;
     return;
   }
-  n_reused_ = reuse_prefix(model_, prompt_, seq_);
+  keep_cached_prefix();
   model_.eval(prompt_.data() + n_reused_, int(prompt_.size()) - n_reused_, false, logits_.data(), seq_);
   version_ = model_.cache_version();
 }

@@ -44,6 +44,7 @@ class Completion {
   friend std::vector<struct BatchResult> complete_batch(Model&, const std::vector<std::vector<int32_t>>&,
                                                         const CompletionParams&);
   void start();                        // evaluates the prompt (reusing the cache)
+  int keep_cached_prefix();            // marks it started; cache = longest shared prefix; returns its length
   void sync_cache();                   // re-evaluates if someone else used the model
   void advance() { advance(logits_.data()); }
   void advance(float* logits);         // samples one token from `logits` (changed in place), updates text state

@@ -5,7 +5,6 @@
 #include <stdexcept>
 
 #include "util/errors.h"
-#include "runtime/generate.h"
 
 namespace sc {
 
@@ -55,9 +54,7 @@ void Engine::start(int slot, SlotRequest req) {
   // The constructor validates the prompt and parameters before anything changes.
   auto c = std::make_unique<Completion>(model_, std::move(req.prompt), std::move(req.params), slot);
   if (!req.cache_prompt) model_.truncate(0, slot);
-  c->started_ = true;
-  c->n_reused_ = reuse_prefix(model_, c->prompt_, slot);
-  s.n_prefilled = c->n_reused_;
+  s.n_prefilled = c->keep_cached_prefix();  // the step()s evaluate the rest in chunks
   s.c = std::move(c);
   s.n_probs = std::min(req.n_probs, model_.hparams().n_vocab);
   s.presence = req.presence_penalty;
@@ -88,7 +85,6 @@ void Engine::sample(int slot, float* logits, StepEvent* ev) {
   Completion& c = *s.c;
   const int n_vocab = model_.hparams().n_vocab;
   raw_.assign(logits, logits + n_vocab);  // the penalties below change `logits`
-  const float lse = log_sum_exp(raw_.data(), n_vocab, scratch_);  // for the model's own logprobs
   if (s.presence != 0.0f || s.frequency != 0.0f)
     for (const auto& [tok, n] : s.counts) logits[size_t(tok)] -= s.presence + s.frequency * float(n);
 
@@ -106,18 +102,23 @@ void Engine::sample(int slot, float* logits, StepEvent* ev) {
   }
   ev->slot = slot;
   ev->token = tok;
-  ev->logprob = raw_[size_t(tok)] - lse;
   ev->special = model_.tokenizer().is_special(tok);
   auto it = std::find_if(s.counts.begin(), s.counts.end(), [&](const auto& p) { return p.first == tok; });
   if (it == s.counts.end()) s.counts.emplace_back(tok, 1);
   else ++it->second;
+  // The model's own log-probabilities: the raw logits the event needs are
+  // read first, then the normaliser overwrites raw_ (no second copy).
+  ev->logprob = raw_[size_t(tok)];
   if (s.n_probs > 0) {
     std::vector<int32_t> ids(static_cast<size_t>(n_vocab), 0);
     for (int i = 0; i < n_vocab; ++i) ids[size_t(i)] = i;
     std::partial_sort(ids.begin(), ids.begin() + s.n_probs, ids.end(),
                       [&](int32_t a, int32_t b) { return raw_[size_t(a)] > raw_[size_t(b)]; });
-    for (int i = 0; i < s.n_probs; ++i) ev->top.emplace_back(ids[size_t(i)], raw_[size_t(ids[size_t(i)])] - lse);
+    for (int i = 0; i < s.n_probs; ++i) ev->top.emplace_back(ids[size_t(i)], raw_[size_t(ids[size_t(i)])]);
   }
+  const float lse = log_sum_exp(raw_.data(), n_vocab);
+  ev->logprob -= lse;
+  for (auto& t : ev->top) t.second -= lse;
   if (c.finished()) {
     finish_event(slot, ev);
     return;

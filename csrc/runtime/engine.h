@@ -93,7 +93,6 @@ class Engine {
   int prefill_chunk_;
   std::vector<float> logits_;      // one step's logits, a row per sampled slot (kept: no allocation per step)
   std::vector<float> raw_;         // unmodified logits of the slot being sampled
-  std::vector<float> scratch_;
   uint64_t clock_ = 0;
 };
 

@@ -3,27 +3,15 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "backend/cpu/kernels.h"  // max_of: host math on host logits
 #include "util/errors.h"
 
 namespace sc {
 
-float max_value(const float* x, int n) {
-  // Eight independent maxima, so the compiler keeps them in one vector
-  // register (a single running max is a serial chain of compares).
-  float m[8];
-  for (int j = 0; j < 8; ++j) m[j] = x[0];
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; ++j) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
-  for (; i < n; ++i) m[0] = x[i] > m[0] ? x[i] : m[0];
-  for (int j = 1; j < 8; ++j) m[0] = m[j] > m[0] ? m[j] : m[0];
-  return m[0];
-}
-
 int32_t argmax(const float* x, int n) {
   // The largest value, then the first index holding it: two streaming
   // passes instead of one compare chain. NaNs never win (as x[i] > best).
-  const float mx = max_value(x, n);
+  const float mx = max_of(x, n);
   for (int i = 0; i < n; ++i)
     if (x[i] == mx) return i;
   return 0;  // every value NaN

@@ -20,7 +20,5 @@ std::vector<int32_t> generate_greedy(Model& model, const std::vector<int32_t>& p
 
 // Index of the largest of n > 0 values (the first one on ties); 0 when all are NaN.
 int32_t argmax(const float* x, int n);
-// The largest of n > 0 values (NaNs ignored unless x[0] is one).
-float max_value(const float* x, int n);
 
 }  // namespace sc

@@ -10,11 +10,10 @@
 
 namespace sc {
 
-float log_sum_exp(const float* x, int n, std::vector<float>& scratch) {
-  const float mx = max_value(x, n);
+float log_sum_exp(float* x, int n) {
+  const float mx = max_of(x, n);
   if (!std::isfinite(mx)) return mx;
-  scratch.assign(x, x + n);
-  return mx + std::log(cpu_kernels().exp_shift_sum(scratch.data(), n, mx));
+  return mx + std::log(cpu_kernels().exp_shift_sum(x, n, mx));
 }
 
 void check_sampling_params(const SamplingParams& p) {

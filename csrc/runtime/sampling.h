@@ -10,8 +10,8 @@ namespace sc {
 
 // log(sum_i exp(x[i])) of n > 0 logits, shifted by their maximum for
 // stability: the normaliser of the model's log-probabilities. Uses the CPU's
-// vector exp; `scratch` is reused between calls.
-float log_sum_exp(const float* x, int n, std::vector<float>& scratch);
+// vector exp in place: x is left holding exp(x[i] - max).
+float log_sum_exp(float* x, int n);
 
 // The defaults are starcoder_cpp.SamplingOptions' (a test holds them equal):
 // low-temperature nucleus sampling, StarCoder's setting for code.

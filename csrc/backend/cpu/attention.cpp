@@ -48,20 +48,6 @@ void pack_kt_f16_generic(const uint8_t* k, size_t row_bytes, int nk, int d, floa
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// max of x[0..n), n >= 1; eight running maxima so the compiler vectorises it
-// (std::max_element is a scalar compare-and-branch loop).
-float max_of(const float* x, int n) {
-  float m[8];
-  for (int l = 0; l < 8; ++l) m[l] = x[0];
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; ++l) m[l] = m[l] > x[i + l] ? m[l] : x[i + l];
-  float r = m[0];
-  for (int l = 1; l < 8; ++l) r = r > m[l] ? r : m[l];
-  for (; i < n; ++i) r = r > x[i] ? r : x[i];
-  return r;
-}
-
 // One work item: query rows [token t0, t1) x heads [h0, h0 + nh) of K/V head
 // g, against keys [k0, k1) (clipped per row by causality). Leaves the
 // unnormalised output o, the running max m and the sum l per row.
@@ -146,23 +132,24 @@ void CpuAttention::run(const AttentionArgs& a, ThreadPool& pool, const CpuKernel
           k.attn_pack_kt_f16(k0, kv_row_bytes, nk, d, sc.kt.data());
           for (int j = 0; j < nk; ++j)
             k.f16_to_f32(reinterpret_cast<const uint16_t*>(v0 + size_t(j) * kv_row_bytes), sc.v.data() + size_t(j) * d, d);
-        }
-        for (int j = 0; j < kAttnTile && a.kv_type != TensorType::F16; ++j) {
-          if (j < nk) {
-            const size_t at = size_t(kb + j) * kv_row_bytes + head_offset;
-            const uint8_t* kr = static_cast<const uint8_t*>(a.k_cache) + at;
-            const uint8_t* vr = static_cast<const uint8_t*>(a.v_cache) + at;
-            const float* kf = sc.row.data();
-            if (a.kv_type == TensorType::F32) {
-              kf = reinterpret_cast<const float*>(kr);
-              std::memcpy(sc.v.data() + size_t(j) * d, vr, size_t(d) * 4);
+        } else {  // F32 or Q8_0: row by row
+          for (int j = 0; j < kAttnTile; ++j) {
+            if (j < nk) {
+              const size_t at = size_t(kb + j) * kv_row_bytes + head_offset;
+              const uint8_t* kr = static_cast<const uint8_t*>(a.k_cache) + at;
+              const uint8_t* vr = static_cast<const uint8_t*>(a.v_cache) + at;
+              const float* kf = sc.row.data();
+              if (a.kv_type == TensorType::F32) {
+                kf = reinterpret_cast<const float*>(kr);
+                std::memcpy(sc.v.data() + size_t(j) * d, vr, size_t(d) * 4);
+              } else {
+                dequantize_row(a.kv_type, kr, sc.row.data(), d);
+                dequantize_row(a.kv_type, vr, sc.v.data() + size_t(j) * d, d);
+              }
+              for (int c = 0; c < d; ++c) sc.kt[size_t(c) * kAttnTile + j] = kf[c];
             } else {
-              dequantize_row(a.kv_type, kr, sc.row.data(), d);
-              dequantize_row(a.kv_type, vr, sc.v.data() + size_t(j) * d, d);
+              for (int c = 0; c < d; ++c) sc.kt[size_t(c) * kAttnTile + j] = 0.f;
             }
-            for (int c = 0; c < d; ++c) sc.kt[size_t(c) * kAttnTile + j] = kf[c];
-          } else {
-            for (int c = 0; c < d; ++c) sc.kt[size_t(c) * kAttnTile + j] = 0.f;
           }
         }
         k.attn_qk_tile(sc.q.data(), m, d, sc.kt.data(), sc.s.data());

@@ -382,4 +382,15 @@ const CpuKernels& cpu_kernels() {
   return k;
 }
 
+float max_of(const float* x, int64_t n) {
+  float m[8];
+  for (int l = 0; l < 8; ++l) m[l] = x[0];
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) m[l] = x[i + l] > m[l] ? x[i + l] : m[l];
+  for (; i < n; ++i) m[0] = x[i] > m[0] ? x[i] : m[0];
+  for (int l = 1; l < 8; ++l) m[0] = m[l] > m[0] ? m[l] : m[0];
+  return m[0];
+}
+
 }  // namespace sc

@@ -91,6 +91,12 @@ struct CpuKernels {
   void (*attn_pack_kt_f16)(const uint8_t* k, size_t row_bytes, int nk, int d, float* kt);
 };
 
+// The largest of x[0..n), n >= 1, ignoring NaNs unless x[0] is one. Plain
+// C++ with eight running maxima, so every level's compiler vectorises it
+// (std::max_element is a scalar compare-and-branch loop). Attention's
+// softmax and the sampler's argmax and log-softmax use it.
+float max_of(const float* x, int64_t n);
+
 // The kernels chosen at start-up (best level, or the one STARCODER_CPU asks for).
 const CpuKernels& cpu_kernels();
 const CpuKernels& generic_kernels();

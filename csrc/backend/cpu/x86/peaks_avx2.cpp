@@ -57,7 +57,7 @@ double fp32_fma_ymm(int64_t iters) {
 // have loop-invariant inputs: as intrinsics the compiler would compute them
 // once for every chain (and, with a barrier in between, GCC 12 spills the
 // accumulators). Only vpaddw carries a dependency, through `acc`.
-inline __m256i int8_step(__m256i acc, __m256i w, __m256i y, __m256i) {
+inline __m256i int8_step(__m256i acc, __m256i w, __m256i y) {
   __m256i t;
   __asm__("vpmaddubsw %[y], %[w], %[t]\n\t"
           "vpaddw %[t], %[acc], %[acc]"
@@ -66,14 +66,14 @@ inline __m256i int8_step(__m256i acc, __m256i w, __m256i y, __m256i) {
   return acc;
 }
 double int8_maddubs_ymm(int64_t iters) {
-  constexpr int kChains = 10;  // + weights, activations, ones, a temporary: 14 of 16 registers
+  constexpr int kChains = 10;  // + weights, activations, a temporary: 13 of 16 registers
   volatile int vw = 0x01020304, vy = 0x01010101;
-  const __m256i w = _mm256_set1_epi32(vw), y = _mm256_set1_epi32(vy), ones = _mm256_set1_epi16(1);
+  const __m256i w = _mm256_set1_epi32(vw), y = _mm256_set1_epi32(vy);
   __m256i acc[kChains];
   for (int j = 0; j < kChains; ++j) acc[j] = _mm256_set1_epi32(j);
   for (int64_t it = 0; it < iters; ++it) {
     #pragma GCC unroll 16
-    for (int j = 0; j < kChains; ++j) acc[j] = int8_step(acc[j], w, y, ones);
+    for (int j = 0; j < kChains; ++j) acc[j] = int8_step(acc[j], w, y);
   }
   __m256i s = acc[0];
   for (int j = 1; j < kChains; ++j) s = _mm256_add_epi16(s, acc[j]);
