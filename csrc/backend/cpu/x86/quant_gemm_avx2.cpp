@@ -42,6 +42,8 @@ constexpr int kTokenTile = 4;   // activation rows per pass over a panel
 // k-quants' packing decodes every block, so they cross over later. (At the
 // 768-wide tiny_starcoder_py shape Q8_0 crosses over later too, 8 rows
 // 33/42, 16 rows 53/45; the bigger models decide.)
+// Q4_0 calls of 4-16 rows do not get here: quant_gemm_few_avx2.cpp wraps
+// this GEMM and takes them.
 constexpr int kMinTokensLegacy = 8;
 constexpr int kMinTokensK = 16;
 
