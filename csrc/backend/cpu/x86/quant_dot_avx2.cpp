@@ -227,6 +227,29 @@ void dot_rows(int64_t nb, const uint8_t* w, size_t w_stride, int n_w, const uint
   for (int r = 0; r < n_w; ++r) dot_tile<F, 1, A>(nb, w + r * w_stride, w_stride, x, x_stride, out + r, out_stride);
 }
 
+// Decode: one row against one activation row, two accumulators (even and
+// odd blocks), so that a block's FMA does not wait for the previous one's.
+template <class F>
+float dot_row(int64_t nb, const uint8_t* w, const uint8_t* x) {
+  using block = typename F::block;
+  const block* wb = reinterpret_cast<const block*>(w);
+  const auto step = [&](int64_t i, __m256 acc) {
+    const typename F::W wi = F::load_w(wb + i);
+    const typename F::Y y = F::load_y(x + size_t(i) * F::kActBytes);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(F::dot(wi, y)), _mm256_mul_ps(wi.d, y.d), acc);
+    if constexpr (F::kMin) acc = _mm256_fmadd_ps(wi.m, y.s, acc);
+    return acc;
+  };
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    acc0 = step(i, acc0);
+    acc1 = step(i + 1, acc1);
+  }
+  if (i < nb) acc0 = step(i, acc0);
+  return hsum(_mm256_add_ps(acc0, acc1));
+}
+
 // Activations go in chunks small enough to stay in L2 while the rows stream
 // past; within a chunk, groups of 4 (then the 1..3 left).
 template <class F>
@@ -246,7 +269,9 @@ void quant_dot_avx2(int64_t n, const void* w, size_t w_stride, int n_w, const vo
     switch (a1 - a) {
       case 3: dot_rows<F, 3>(nb, wp, w_stride, n_w, x, act_stride, o, out_stride); break;
       case 2: dot_rows<F, 2>(nb, wp, w_stride, n_w, x, act_stride, o, out_stride); break;
-      case 1: dot_rows<F, 1>(nb, wp, w_stride, n_w, x, act_stride, o, out_stride); break;
+      case 1:
+        for (int r = 0; r < n_w; ++r) o[r] = dot_row<F>(nb, wp + r * w_stride, x);
+        break;
       default: break;
     }
   }
