@@ -93,7 +93,7 @@ def test_quantized_matmul_handles_extreme_weights(level, wtype, row_split):
 
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("wtype", LEGACY + KQUANTS)
-@pytest.mark.parametrize("n_act", [4, 5, 11, 19, 32])  # the GEMM takes 8+ (legacy) and 16+ (k-quant) tokens
+@pytest.mark.parametrize("n_act", [4, 5, 11, 19, 32])  # Q4_0: 4-16 tokens the few-token GEMM, 17+ the panel; Q8_0 and k-quants: 16+ the panel
 def test_prompt_sized_matmul_over_whole_row_panels_equals_the_reference(level, wtype, n_act):
     # slices of 20 rows: two 8-row panels and 4 rows left over, as a thread's share of a prompt GEMM
     rng = np.random.default_rng(hash((wtype, n_act, "panels")) % 2**32)

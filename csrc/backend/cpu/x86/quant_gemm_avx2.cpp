@@ -41,10 +41,13 @@ constexpr int kTokenTile = 4;   // activation rows per pass over a panel
 // 34/41, 46/40; Q4_K 8 rows 37/78, 16 rows 58/61; Q6_K 30/49, 54/52. The
 // k-quants' packing decodes every block, so they cross over later. (At the
 // 768-wide tiny_starcoder_py shape Q8_0 crosses over later too, 8 rows
-// 33/42, 16 rows 53/45; the bigger models decide.)
-// Q4_0 calls of 4-16 rows do not get here: quant_gemm_few_avx2.cpp wraps
-// this GEMM and takes them.
-constexpr int kMinTokensLegacy = 8;
+// 33/42, 16 rows 53/45.) Q8_0 therefore starts at 16: in whole 8-sequence
+// decode steps (Model::eval_batch) the row kernel measured 36-39 ms against
+// the GEMM's 45-53 at the tiny_starcoder_py shape and 237-247 against
+// 248-272 at the 1B shape. Q4_0 calls of 4-16 rows do not get here:
+// quant_gemm_few_avx2.cpp wraps this GEMM and takes them.
+constexpr int kMinTokensQ4_0 = 8;
+constexpr int kMinTokensQ8_0 = 16;
 constexpr int kMinTokensK = 16;
 
 // The row kernels this level had before the GEMM was installed (decode and leftover rows).
@@ -76,7 +79,7 @@ struct NoActScales;  // the k-quants' (nothing), with the driver
 // Q4_0: codes 0..15 (the -8 offset is applied through the activation sums).
 struct Q4_0 {
   static constexpr int kSlot = kQ4_0;
-  static constexpr int kMinTokens = kMinTokensLegacy;
+  static constexpr int kMinTokens = kMinTokensQ4_0;
   static constexpr bool kOffset = true;
   static constexpr int64_t kBlock = QK8_0;
   using PanelT = Panel;
@@ -100,7 +103,7 @@ struct Q4_0 {
 // Q8_0: signed codes, multiplied as |w| * (y * sign(w)).
 struct Q8_0 {
   static constexpr int kSlot = kQ8_0;
-  static constexpr int kMinTokens = kMinTokensLegacy;
+  static constexpr int kMinTokens = kMinTokensQ8_0;
   static constexpr bool kOffset = false;
   static constexpr int64_t kBlock = QK8_0;
   using PanelT = Panel;
