@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "backend/cpu/x86/kquant_decode_avx2.h"
+#include "backend/cpu/x86/q8_helpers_avx2.h"
 #include "backend/cpu/x86/transpose_avx2.h"
 #include "format/quant.h"
 
@@ -52,12 +53,6 @@ constexpr int kMinTokensK = 16;
 
 // The row kernels this level had before the GEMM was installed (decode and leftover rows).
 QuantDotFn row_kernel[kQuantSlots];
-
-inline int32_t load_i32(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
 
 // A panel: per block, 8 vectors of codes (vector g: codes 4g..4g+3 of each
 // row, row r in bytes 4r..4r+3) and the 8 rows' scales.
@@ -128,20 +123,13 @@ struct ActScales {
   void prepare(const uint8_t* acts, size_t act_stride, int n_act, int64_t nb, bool offset) {
     d.resize(size_t(n_act) * size_t(nb));
     corr.resize(offset ? d.size() : 0);
-    const __m256i ones8 = _mm256_set1_epi8(1);
-    const __m256i ones16 = _mm256_set1_epi16(1);
     for (int a = 0; a < n_act; ++a)
       for (int64_t b = 0; b < nb; ++b) {
         const block_q8_0* y = reinterpret_cast<const block_q8_0*>(acts + size_t(a) * act_stride) + b;
         const size_t i = size_t(a) * size_t(nb) + size_t(b);
         d[i] = _cvtsh_ss(y->d);
         if (!offset) continue;
-        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y->qs));
-        const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q), ones16);
-        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(1, 0, 3, 2)));
-        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(2, 3, 0, 1)));
-        corr[i] = -8.0f * d[i] * float(_mm_cvtsi128_si32(h));
+        corr[i] = -8.0f * d[i] * float(q8_code_sum(y->qs));
       }
   }
 };

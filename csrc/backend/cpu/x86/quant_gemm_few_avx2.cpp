@@ -27,9 +27,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
+#include "backend/cpu/x86/q8_helpers_avx2.h"
 #include "backend/cpu/x86/transpose_avx2.h"
 #include "format/quant.h"
 
@@ -53,19 +53,11 @@ struct alignas(32) ActBlock {
   __m256 corr;
 };
 
-inline int32_t load_i32(const void* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-
 // blocks[g * nb + b]: block b of token group g; tokens past n_act are zero.
 void arrange_acts(const uint8_t* acts, size_t act_stride, int n_act, int64_t nb, int offset,
                   std::vector<ActBlock>& blocks) {
   const int n_groups = (n_act + kGroup - 1) / kGroup;
   blocks.resize(size_t(n_groups) * size_t(nb));
-  const __m256i ones8 = _mm256_set1_epi8(1);
-  const __m256i ones16 = _mm256_set1_epi16(1);
   for (int g = 0; g < n_groups; ++g)
     for (int64_t b = 0; b < nb; ++b) {
       ActBlock& ab = blocks[size_t(g) * size_t(nb) + size_t(b)];
@@ -79,13 +71,7 @@ void arrange_acts(const uint8_t* acts, size_t act_stride, int n_act, int64_t nb,
         const block_q8_0* y = reinterpret_cast<const block_q8_0*>(acts + size_t(a) * act_stride) + b;
         ab.q[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y->qs));
         d[t] = _cvtsh_ss(y->d);
-        if (offset) {
-          const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, ab.q[t]), ones16);
-          __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-          h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(1, 0, 3, 2)));
-          h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(2, 3, 0, 1)));
-          corr[t] = -float(offset) * d[t] * float(_mm_cvtsi128_si32(h));
-        }
+        if (offset) corr[t] = -float(offset) * d[t] * float(q8_code_sum(y->qs));
       }
       transpose8x8_epi32(ab.q);
       ab.d = _mm256_load_ps(d);
