@@ -8,7 +8,10 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
+#include <vector>
 
+#include "backend/cpu/x86/prefetch_x86.h"
 #include "format/quant.h"
 
 namespace sc {
@@ -243,11 +246,90 @@ float dot_row(int64_t nb, const uint8_t* w, const uint8_t* x) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
+    prefetch_stream(wb + i);
     acc0 = step(i, acc0);
     acc1 = step(i + 1, acc1);
   }
   if (i < nb) acc0 = step(i, acc0);
   return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+// ---------------------------------------------------------------- Q4_0 decode, two blocks per step
+// One register holds the 16 code bytes of two consecutive blocks, so its low
+// nibbles are elements 0..15 of both and its high nibbles elements 16..31.
+// The activation row is rearranged once per call to match (ActPair), with
+// the offset correction and the scales precomputed. That leaves about 9
+// vector ops per block instead of 15: 1.33 against 2.37 ns per block and
+// thread with the rows in L2 (Zen 3), so decode is bound by memory again.
+struct ActPair {
+  int8_t lo[32];     // elements 0..15 of block 2j, then of block 2j+1
+  int8_t hi[32];     // elements 16..31 of each
+  int16_t corr[16];  // 8 * (lo + hi) pairs: the offset-8 correction, per maddubs lane
+  float d[8];        // d of block 2j x4, d of block 2j+1 x4
+};
+
+void arrange_pairs(int64_t n_pairs, const block_q8_0* y, ActPair* out) {
+  const __m256i eight = _mm256_set1_epi8(8);
+  for (int64_t j = 0; j < n_pairs; ++j) {
+    const __m256i a = load32(y[2 * j].qs), b = load32(y[2 * j + 1].qs);
+    const __m256i lo = _mm256_permute2x128_si256(a, b, 0x20), hi = _mm256_permute2x128_si256(a, b, 0x31);
+    const __m256i corr = _mm256_add_epi16(_mm256_maddubs_epi16(eight, lo), _mm256_maddubs_epi16(eight, hi));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[j].lo), lo);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[j].hi), hi);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[j].corr), corr);
+    _mm256_storeu_ps(out[j].d, _mm256_set_m128(_mm_set1_ps(fp16(y[2 * j + 1].d)), _mm_set1_ps(fp16(y[2 * j].d))));
+  }
+}
+
+// Blocks 2j and 2j+1 of a row: 8 lanes, the first 4 summing block 2j.
+inline __m256 dot_pair_q4_0(const block_q4_0* b, const ActPair& y) {
+  const __m256i v = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[1].qs)),
+                                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[0].qs)));
+  const __m256i m = _mm256_set1_epi8(0x0F);
+  const __m256i lo = _mm256_and_si256(v, m), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m);
+  // each maddubs lane is at most 2 * 15 * 127, so the sum of two fits in int16
+  __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, load32(y.lo)), _mm256_maddubs_epi16(hi, load32(y.hi)));
+  p = _mm256_sub_epi16(p, load32(y.corr));
+  const __m256i s = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+  const __m256 dw = _mm256_cvtph_ps(_mm_unpacklo_epi64(_mm_set1_epi16(short(b[0].d)), _mm_set1_epi16(short(b[1].d))));
+  return _mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_loadu_ps(y.d)));
+}
+
+float dot_row_q4_0_pairs(int64_t nb, const block_q4_0* w, const ActPair* y, const uint8_t* x_q8) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  const int64_t n_pairs = nb / 2;
+  int64_t j = 0;
+  for (; j + 2 <= n_pairs; j += 2) {
+    prefetch_stream(w + 2 * j);
+    acc0 = _mm256_add_ps(acc0, dot_pair_q4_0(w + 2 * j, y[j]));
+    acc1 = _mm256_add_ps(acc1, dot_pair_q4_0(w + 2 * j + 2, y[j + 1]));
+  }
+  if (j < n_pairs) acc0 = _mm256_add_ps(acc0, dot_pair_q4_0(w + 2 * j, y[j]));
+  float sum = hsum(_mm256_add_ps(acc0, acc1));
+  if (nb % 2) {  // the odd last block, the plain way
+    const Q4_0::W wi = Q4_0::load_w(w + nb - 1);
+    const Q4_0::Y yi = Q4_0::load_y(x_q8 + size_t(nb - 1) * sizeof(block_q8_0));
+    sum += hsum(_mm256_mul_ps(_mm256_cvtepi32_ps(Q4_0::dot(wi, yi)), _mm256_mul_ps(wi.d, yi.d)));
+  }
+  return sum;
+}
+
+void dot_rows_q4_0_decode(int64_t nb, const uint8_t* w, size_t w_stride, int n_w, const uint8_t* x, float* out) {
+  thread_local std::vector<ActPair> pairs;
+  const int64_t n_pairs = nb / 2;
+  if (int64_t(pairs.size()) < n_pairs) pairs.resize(size_t(n_pairs));
+  arrange_pairs(n_pairs, reinterpret_cast<const block_q8_0*>(x), pairs.data());
+  for (int r = 0; r < n_w; ++r)
+    out[r] = dot_row_q4_0_pairs(nb, reinterpret_cast<const block_q4_0*>(w + r * w_stride), pairs.data(), x);
+}
+
+template <class F>
+void dot_rows_decode(int64_t nb, const uint8_t* w, size_t w_stride, int n_w, const uint8_t* x, float* out) {
+  if constexpr (std::is_same_v<F, Q4_0>) {
+    dot_rows_q4_0_decode(nb, w, w_stride, n_w, x, out);
+  } else {
+    for (int r = 0; r < n_w; ++r) out[r] = dot_row<F>(nb, w + r * w_stride, x);
+  }
 }
 
 // Activations go in chunks small enough to stay in L2 while the rows stream
@@ -269,9 +351,7 @@ void quant_dot_avx2(int64_t n, const void* w, size_t w_stride, int n_w, const vo
     switch (a1 - a) {
       case 3: dot_rows<F, 3>(nb, wp, w_stride, n_w, x, act_stride, o, out_stride); break;
       case 2: dot_rows<F, 2>(nb, wp, w_stride, n_w, x, act_stride, o, out_stride); break;
-      case 1:
-        for (int r = 0; r < n_w; ++r) o[r] = dot_row<F>(nb, wp + r * w_stride, x);
-        break;
+      case 1: dot_rows_decode<F>(nb, wp, w_stride, n_w, x, o); break;
       default: break;
     }
   }
