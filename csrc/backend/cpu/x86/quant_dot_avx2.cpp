@@ -8,7 +8,6 @@
 #include <immintrin.h>
 
 #include <cstring>
-#include <type_traits>
 #include <vector>
 
 #include "backend/cpu/x86/prefetch_x86.h"
@@ -306,30 +305,26 @@ float dot_row_q4_0_pairs(int64_t nb, const block_q4_0* w, const ActPair* y, cons
   }
   if (j < n_pairs) acc0 = _mm256_add_ps(acc0, dot_pair_q4_0(w + 2 * j, y[j]));
   float sum = hsum(_mm256_add_ps(acc0, acc1));
-  if (nb % 2) {  // the odd last block, the plain way
-    const Q4_0::W wi = Q4_0::load_w(w + nb - 1);
-    const Q4_0::Y yi = Q4_0::load_y(x_q8 + size_t(nb - 1) * sizeof(block_q8_0));
-    sum += hsum(_mm256_mul_ps(_mm256_cvtepi32_ps(Q4_0::dot(wi, yi)), _mm256_mul_ps(wi.d, yi.d)));
-  }
+  if (nb % 2)  // the odd last block: a one-block row for the plain kernel
+    sum += dot_row<Q4_0>(1, reinterpret_cast<const uint8_t*>(w + nb - 1), x_q8 + size_t(nb - 1) * sizeof(block_q8_0));
   return sum;
 }
 
-void dot_rows_q4_0_decode(int64_t nb, const uint8_t* w, size_t w_stride, int n_w, const uint8_t* x, float* out) {
+// Decode of every row against activation row x: dot_row per row, except for
+// Q4_0 (below).
+template <class F>
+void dot_rows_decode(int64_t nb, const uint8_t* w, size_t w_stride, int n_w, const uint8_t* x, float* out) {
+  for (int r = 0; r < n_w; ++r) out[r] = dot_row<F>(nb, w + r * w_stride, x);
+}
+
+template <>
+void dot_rows_decode<Q4_0>(int64_t nb, const uint8_t* w, size_t w_stride, int n_w, const uint8_t* x, float* out) {
   thread_local std::vector<ActPair> pairs;
   const int64_t n_pairs = nb / 2;
   if (int64_t(pairs.size()) < n_pairs) pairs.resize(size_t(n_pairs));
   arrange_pairs(n_pairs, reinterpret_cast<const block_q8_0*>(x), pairs.data());
   for (int r = 0; r < n_w; ++r)
     out[r] = dot_row_q4_0_pairs(nb, reinterpret_cast<const block_q4_0*>(w + r * w_stride), pairs.data(), x);
-}
-
-template <class F>
-void dot_rows_decode(int64_t nb, const uint8_t* w, size_t w_stride, int n_w, const uint8_t* x, float* out) {
-  if constexpr (std::is_same_v<F, Q4_0>) {
-    dot_rows_q4_0_decode(nb, w, w_stride, n_w, x, out);
-  } else {
-    for (int r = 0; r < n_w; ++r) out[r] = dot_row<F>(nb, w + r * w_stride, x);
-  }
 }
 
 // Activations go in chunks small enough to stay in L2 while the rows stream
