@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backend/cpu/x86/prefetch_x86.h"
+
 namespace sc {
 namespace {
 
@@ -90,6 +92,7 @@ float dot_half_row_avx2(const uint16_t* w, const float* x, int64_t n) {
   __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {  // four independent FMA chains
+    prefetch_stream(w + i);
     a0 = _mm256_fmadd_ps(H8(w + i), _mm256_loadu_ps(x + i), a0);
     a1 = _mm256_fmadd_ps(H8(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
     a2 = _mm256_fmadd_ps(H8(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);

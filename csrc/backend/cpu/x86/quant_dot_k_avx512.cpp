@@ -23,6 +23,7 @@
 
 #include <cstring>
 
+#include "backend/cpu/x86/prefetch_x86.h"
 #include "backend/cpu/x86/quant_dot_k_x86.h"
 #include "format/quant.h"
 
@@ -219,6 +220,7 @@ void dot_k_q8_K(int64_t n, const void* w, size_t w_stride, int n_w, const void* 
       const Block* x = row(r);
       __m512 acc = _mm512_setzero_ps();
       for (int64_t i = 0; i < nb; ++i) {
+        for (size_t off = 0; off < sizeof(Block); off += 64) prefetch_stream(reinterpret_cast<const char*>(x + i) + off);
         KBlock b;
         Decode(x[i], b);
         acc = scale_block<kSameScale>(b, y[i].d, block_isum(b, y[i].qs), _mm256_madd_epi16(load256(y[i].bsums), b.m),
