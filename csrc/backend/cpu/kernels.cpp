@@ -217,6 +217,7 @@ struct Levels {
       fill_float_avx512(avx512);
       fill_quant_legacy_avx512(avx512);
       fill_quant_k_avx512(avx512);
+      fill_quant_gemm_avx512(avx512);
       fill_attention_avx512(avx512);
       names[n++] = "avx512";
     }

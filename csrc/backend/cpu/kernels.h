@@ -137,13 +137,15 @@ bool cpu_supports_avx512();  // AVX-512 F/BW/DQ/VL + VNNI, ZMM state saved
 void fill_float_avx2(CpuKernels& k);           // kernels_avx2.cpp: the float kernels (dots, GEMM, GELU, LayerNorm)
 void fill_quant_legacy_avx2(CpuKernels& k);    // quant_dot_avx2.cpp: Q4_0..Q8_0, Q8_0/Q8_1 activations
 void fill_quant_k_avx2(CpuKernels& k);         // quant_dot_k_avx2.cpp: Q2_K..Q6_K, Q8_K activations
-// quant_gemm_avx2.cpp: Q4_0/Q8_0 prompts through 8-row panels; wraps the row kernels above, so call it after them.
+// quant_gemm_avx2.cpp (quant_gemm_x86.h): Q4_0, Q8_0, k-quant prompts through 8-row panels; wraps the row kernels above, so call it after them.
 void fill_quant_gemm_avx2(CpuKernels& k);
 // quant_gemm_few_avx2.cpp: Q4_0 for 4-16 tokens (batched decode); wraps the above, so call it last.
 void fill_quant_gemm_few_avx2(CpuKernels& k);
 void fill_float_avx512(CpuKernels& k);         // kernels_avx512.cpp
 void fill_quant_legacy_avx512(CpuKernels& k);  // quant_dot_avx512.cpp
 void fill_quant_k_avx512(CpuKernels& k);       // quant_dot_k_avx512.cpp
+// quant_gemm_avx512.cpp: the same GEMM with VNNI; wraps the AVX-512 row kernels, so call it after them.
+void fill_quant_gemm_avx512(CpuKernels& k);
 void fill_attention_generic(CpuKernels& k);    // attention.cpp
 void fill_attention_avx2(CpuKernels& k);       // attention_avx2.cpp
 void fill_attention_avx512(CpuKernels& k);     // attention_avx512.cpp

@@ -6,7 +6,7 @@
 // that is applied to the activation's group sums (bsums):
 //   w . y = y.d * (d * sum_g sc_g * (u_g . y_g) - dm * sum_g m_g * bsum_g)
 // Shared by the row kernels (quant_dot_k_avx2.cpp) and the prompt GEMM
-// (quant_gemm_avx2.cpp). Include only from files compiled with the AVX2
+// (quant_gemm_x86.h). Include only from files compiled with the AVX2 (or AVX-512)
 // flags, inside their ISA guard: the anonymous namespace gives each its own
 // copy.
 #pragma once

@@ -49,7 +49,7 @@ double fp32_fma_ymm(int64_t iters) {
   return 2.0 * 8 * kChains * double(iters);
 }
 
-// The int8 step of the avx2 prompt GEMM (x86/quant_gemm_avx2.cpp), the
+// The int8 step of the avx2 prompt GEMM (x86/quant_gemm_x86.h), the
 // fastest int8 sequence this level has: u8 x s8 pairs summed into i16
 // (vpmaddubsw) and added to an i16 accumulator (vpaddw): 32 multiply-adds,
 // 64 ops. (The row kernels also widen to i32 with vpmaddwd, which measured

@@ -1,6 +1,6 @@
 // Small AVX2 helpers shared by the two Q8_0-activation GEMMs
-// (quant_gemm_avx2.cpp, quant_gemm_few_avx2.cpp). Include only from files
-// compiled with the AVX2 flags, inside their ISA guard.
+// (quant_gemm_x86.h, quant_gemm_few_avx2.cpp). Include only from files
+// compiled with the AVX2 (or AVX-512) flags, inside their ISA guard.
 #pragma once
 #include <immintrin.h>
 

@@ -373,25 +373,23 @@ void quant_dot_avx512(int64_t n, const void* w, size_t w_stride, int n_w, const 
   }
 }
 
-// Prompts of Q4_0 and Q8_0 go to the level below (AVX2's 8-row panel GEMM,
-// quant_gemm_avx2.cpp) from as many tokens as it takes them at: on Zen 4 it
-// ran 1B-shape Q4_0 prompts at 83-131 tok/s against 70-74 here (the 4 x 4
-// zmm tiles above redo a pair's word permutes for every tile), Q8_0 at
-// 57-83 against 59-69.
-QuantDotFn gemm_below[kQuantSlots];
-template <class F, int kSlot, int kMinTokens>
-void quant_dot_or_gemm(int64_t n, const void* w, size_t w_stride, int n_w, const void* acts, size_t act_stride,
-                       int n_act, float* out, size_t out_stride) {
-  if (n_act >= kMinTokens) return gemm_below[kSlot](n, w, w_stride, n_w, acts, act_stride, n_act, out, out_stride);
-  quant_dot_avx512<F>(n, w, w_stride, n_w, acts, act_stride, n_act, out, out_stride);
+// Q4_0 calls of 4-16 activation rows (a server's batched decode) go to the
+// level below, AVX2's few-token GEMM (quant_gemm_few_avx2.cpp), whose
+// 8-token lanes fit 256-bit registers; on Zen 4 the 4 x 4 zmm tiles above
+// ran behind it. Prompts (17+) are taken before they get here, by the panel
+// GEMM installed over these kernels (quant_gemm_avx512.cpp).
+QuantDotFn few_below;
+void dot_q4_0_q8_0_avx512(int64_t n, const void* w, size_t w_stride, int n_w, const void* acts, size_t act_stride,
+                          int n_act, float* out, size_t out_stride) {
+  if (n_act >= 4) return few_below(n, w, w_stride, n_w, acts, act_stride, n_act, out, out_stride);
+  quant_dot_avx512<Q4_0>(n, w, w_stride, n_w, acts, act_stride, n_act, out, out_stride);
 }
 
 // The kernels by name (one instance of the driver per weight format).
-constexpr QuantDotFn dot_q4_0_q8_0_avx512 = quant_dot_or_gemm<Q4_0, kQ4_0, 4>;
 constexpr QuantDotFn dot_q4_1_q8_1_avx512 = quant_dot_avx512<Q4_1>;
 constexpr QuantDotFn dot_q5_0_q8_0_avx512 = quant_dot_avx512<Q5_0>;
 constexpr QuantDotFn dot_q5_1_q8_1_avx512 = quant_dot_avx512<Q5_1>;
-constexpr QuantDotFn dot_q8_0_q8_0_avx512 = quant_dot_or_gemm<Q8_0, kQ8_0, 16>;
+constexpr QuantDotFn dot_q8_0_q8_0_avx512 = quant_dot_avx512<Q8_0>;
 
 // The Q8_0/Q8_1 activation quantizers are AVX2's (this level's table starts
 // as a copy of that one): quantizing a row costs n, the products n * rows.
@@ -399,8 +397,7 @@ constexpr QuantDotFn dot_q8_0_q8_0_avx512 = quant_dot_or_gemm<Q8_0, kQ8_0, 16>;
 }  // namespace
 
 void fill_quant_legacy_avx512(CpuKernels& k) {
-  gemm_below[kQ4_0] = k.quant_dot[kQ4_0];
-  gemm_below[kQ8_0] = k.quant_dot[kQ8_0];
+  few_below = k.quant_dot[kQ4_0];
   k.quant_dot[kQ4_0] = dot_q4_0_q8_0_avx512;
   k.quant_dot[kQ4_1] = dot_q4_1_q8_1_avx512;
   k.quant_dot[kQ5_0] = dot_q5_0_q8_0_avx512;

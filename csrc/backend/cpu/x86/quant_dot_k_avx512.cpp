@@ -246,29 +246,14 @@ void dot_k_q8_K(int64_t n, const void* w, size_t w_stride, int n_w, const void* 
   }
 }
 
-// Q4_K and Q6_K prompts (from 16 tokens, where AVX2 takes them into its
-// panel GEMM, quant_gemm_avx2.cpp) go to the level below: on a 2-core Zen 4
-// it ran 1B-shape Q4_K_M prompts (Q4_K and Q6_K weights) at 123-142 tok/s
-// against 90-113 for the tiles above. Decode stays here (40-44 against
-// 34-38 tok/s).
-QuantDotFn gemm_below[kQuantSlots];
-template <int kSlot, typename Block, void (*Decode)(const Block&, KBlock&), bool kSameScale>
-void dot_k_or_gemm(int64_t n, const void* w, size_t w_stride, int n_w, const void* acts, size_t act_stride,
-                   int n_act, float* out, size_t out_stride) {
-  if (n_act >= 16) return gemm_below[kSlot](n, w, w_stride, n_w, acts, act_stride, n_act, out, out_stride);
-  dot_k_q8_K<Block, Decode, kSameScale>(n, w, w_stride, n_w, acts, act_stride, n_act, out, out_stride);
-}
-
 }  // namespace
 
 void fill_quant_k_avx512(CpuKernels& k) {
-  gemm_below[kQ4_K] = k.quant_dot[kQ4_K];
-  gemm_below[kQ6_K] = k.quant_dot[kQ6_K];
   k.quant_dot[kQ2_K] = dot_k_q8_K<block_q2_K, decode_q2_K, false>;
   k.quant_dot[kQ3_K] = dot_k_q8_K<block_q3_K, decode_q3_K, true>;
-  k.quant_dot[kQ4_K] = dot_k_or_gemm<kQ4_K, block_q4_K, decode_q4_K, false>;
+  k.quant_dot[kQ4_K] = dot_k_q8_K<block_q4_K, decode_q4_K, false>;
   k.quant_dot[kQ5_K] = dot_k_q8_K<block_q5_K, decode_q5_K, false>;
-  k.quant_dot[kQ6_K] = dot_k_or_gemm<kQ6_K, block_q6_K, decode_q6_K, true>;
+  k.quant_dot[kQ6_K] = dot_k_q8_K<block_q6_K, decode_q6_K, true>;
 }
 
 }  // namespace sc

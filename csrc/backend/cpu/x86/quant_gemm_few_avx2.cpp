@@ -1,7 +1,7 @@
 // Few-token GEMM for Q4_0 at the AVX2 level: a server's batched decode
 // (4-16 activation rows, one per sequence).
 //
-// The prompt GEMM (quant_gemm_avx2.cpp) rearranges 8 weight rows into a
+// The prompt GEMM (quant_gemm_x86.h) rearranges 8 weight rows into a
 // panel so that one vector holds 4 codes of each of 8 rows. With only a few
 // tokens to share it, that per-call packing costs about as much as the
 // arithmetic: at the 1B shape with 8 tokens, 37% of the step was in the

@@ -1,6 +1,6 @@
 // An 8x8 transpose of 32-bit lanes in AVX2 registers, for the panel packers
-// (quant_gemm_avx2.cpp: int8 codes in 4-byte groups; attention_avx2.cpp:
-// float32 keys). Include only from files compiled with the AVX2 flags,
+// (quant_gemm_x86.h: int8 codes in 4-byte groups; attention_avx2.cpp:
+// float32 keys). Include only from files compiled with the AVX2 (or AVX-512) flags,
 // inside their ISA guard.
 #pragma once
 #include <immintrin.h>
