@@ -15,7 +15,6 @@
 #include <immintrin.h>
 
 #include <cstring>
-#include <type_traits>
 #include <vector>
 
 #include "backend/cpu/x86/prefetch_x86.h"
@@ -320,7 +319,15 @@ inline float hsum256(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-void dot_rows_decode_q4_0(int64_t nb, const uint8_t* w, size_t w_stride, int n_w, const uint8_t* x, float* out) {
+// Decode of every row against activation row x: the one-row tile, except
+// for Q4_0 (below).
+template <class F>
+void dot_rows_decode(int64_t nb, const uint8_t* w, size_t w_stride, int n_w, const uint8_t* x, float* out) {
+  dot_rows<F, 1, 1>(nb, w, w_stride, n_w, x, 0, out, 0);
+}
+
+template <>
+void dot_rows_decode<Q4_0>(int64_t nb, const uint8_t* w, size_t w_stride, int n_w, const uint8_t* x, float* out) {
   thread_local std::vector<ActPairVnni> pairs;
   const int64_t n_pairs = nb / 2;
   if (int64_t(pairs.size()) < n_pairs) pairs.resize(size_t(n_pairs));
@@ -355,8 +362,6 @@ void quant_dot_avx512(int64_t n, const void* w, size_t w_stride, int n_w, const 
   const int64_t nb = n / 32;
   const uint8_t* wp = static_cast<const uint8_t*>(w);
   const uint8_t* xp = static_cast<const uint8_t*>(acts);
-  if constexpr (std::is_same_v<F, Q4_0>)
-    if (n_act == 1) return dot_rows_decode_q4_0(nb, wp, w_stride, n_w, xp, out);
   for (int a0 = 0; a0 < n_act; a0 += kChunk) {
     const int a1 = n_act < a0 + kChunk ? n_act : a0 + kChunk;
     int a = a0;
@@ -367,7 +372,7 @@ void quant_dot_avx512(int64_t n, const void* w, size_t w_stride, int n_w, const 
     switch (a1 - a) {
       case 3: dot_rows<F, 4, 3>(nb, wp, w_stride, n_w, x, act_stride, o, out_stride); break;
       case 2: dot_rows<F, 4, 2>(nb, wp, w_stride, n_w, x, act_stride, o, out_stride); break;
-      case 1: dot_rows<F, 1, 1>(nb, wp, w_stride, n_w, x, act_stride, o, out_stride); break;
+      case 1: dot_rows_decode<F>(nb, wp, w_stride, n_w, x, o); break;
       default: break;
     }
   }
