@@ -73,7 +73,7 @@ def test_quantized_matmul_equals_the_reference(level, wtype, n_act):
 
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("wtype", LEGACY + KQUANTS)
-@pytest.mark.parametrize("row_split", [7, 16])  # 16: whole 8-row panels of the prompt GEMM
+@pytest.mark.parametrize("row_split", [7, 16])  # 16: whole 8-row panels of the prompt GEMM, or one 16-row panel
 def test_quantized_matmul_handles_extreme_weights(level, wtype, row_split):
     # zero rows, a single huge outlier per row, and the largest codes of each format
     rng = np.random.default_rng(3)
@@ -95,28 +95,31 @@ def test_quantized_matmul_handles_extreme_weights(level, wtype, row_split):
 @pytest.mark.parametrize("wtype", LEGACY + KQUANTS)
 @pytest.mark.parametrize("n_act", [4, 5, 11, 19, 32])  # Q4_0: 4-16 tokens the few-token GEMM, 17+ the panel; Q8_0 and k-quants: 16+ the panel
 def test_prompt_sized_matmul_over_whole_row_panels_equals_the_reference(level, wtype, n_act):
-    # slices of 20 rows: two 8-row panels and 4 rows left over, as a thread's share of a prompt GEMM
+    # slices of 28 rows, as a thread's share of a prompt GEMM: three 8-row
+    # panels (or a 16-row panel and an 8-row one) and 4 rows left over, then
+    # 16 rows: two 8-row panels or one 16-row panel
     rng = np.random.default_rng(hash((wtype, n_act, "panels")) % 2**32)
     n_out, n_in = 44, 512 if wtype in LEGACY else 1024
     w = rng.standard_normal((n_out, n_in)).astype(np.float32)
     w[3, :32] = 0  # a zero block in a panel row
     wq = _core.quantize(w, wtype)
     x = random_rows(rng, n_act, n_in, "heavy")
-    ref = _testing.kernel_quant_matmul("generic", wtype, wq, n_out, n_in, x, row_split=20)
-    got = _testing.kernel_quant_matmul(level, wtype, wq, n_out, n_in, x, row_split=20)
+    ref = _testing.kernel_quant_matmul("generic", wtype, wq, n_out, n_in, x, row_split=28)
+    got = _testing.kernel_quant_matmul(level, wtype, wq, n_out, n_in, x, row_split=28)
     check_close(got, ref, x, np.abs(w).max())
 
 
 @pytest.mark.parametrize("level", LEVELS)
 def test_prompt_matmul_keeps_q8_0s_most_negative_code_exact(level):
-    # a file may hold -128, which no quantizer writes: |w| * |y| still fits the int16 pair sums
+    # a file may hold -128, which no quantizer writes: |w| * |y| still fits
+    # the int16 pair sums of AVX2, and w + 128 = 0 the unsigned codes of VNNI
     rng = np.random.default_rng(5)
     n_out, n_in = 16, 256
     wq = np.frombuffer(_core.quantize(rng.standard_normal((n_out, n_in)).astype(np.float32), "q8_0"),
                        np.uint8).copy().reshape(n_out, -1)
     for b in range(n_in // 32):
         wq[:, b * 34 + 2: b * 34 + 34] = 0x80  # every code -128
-    x = np.full((8, n_in), -1.0, np.float32)  # every activation code -127
+    x = np.full((16, n_in), -1.0, np.float32)  # every activation code -127; 16 rows: the prompt GEMM
     ref = _testing.kernel_quant_matmul("generic", "q8_0", wq, n_out, n_in, x, row_split=16)
     got = _testing.kernel_quant_matmul(level, "q8_0", wq, n_out, n_in, x, row_split=16)
     check_close(got, ref, x, 128.0 * 4)

@@ -52,6 +52,13 @@ void register_kernel_hooks(py::module_& m) {
       },
       "The CPU kernel levels this machine can run, lowest first.");
 
+  m.def("zmm_full_width", &sc::cpu_runs_zmm_at_full_width,
+        "Whether this CPU runs a 512-bit vpdpbusd at >= 1.5x the 256-bit rate (measured once per process), which "
+        "makes avx512_zmm the default AVX-512 level; False without AVX-512.");
+  m.def(
+      "default_level", []() { return std::string(sc::cpu_kernels().level); },
+      "The level the dispatcher chose for this process (STARCODER_CPU honoured).");
+
   m.def(
       "kernel_quantize_act",
       [](const std::string& level, const std::string& type, FloatArray x) {

@@ -192,9 +192,9 @@ CpuKernels make_generic() {
 
 struct Levels {
   CpuKernels generic = make_generic();
-  CpuKernels avx2{}, avx512{};
+  CpuKernels avx2{}, avx512{}, avx512_zmm{};
   bool has_avx2 = false, has_avx512 = false;
-  const char* names[4] = {"generic", nullptr, nullptr, nullptr};
+  const char* names[5] = {"generic", nullptr, nullptr, nullptr, nullptr};
 
   Levels() {
     int n = 1;
@@ -220,6 +220,10 @@ struct Levels {
       fill_quant_gemm_avx512(avx512);
       fill_attention_avx512(avx512);
       names[n++] = "avx512";
+      avx512_zmm = avx512;
+      avx512_zmm.level = "avx512_zmm";
+      fill_quant_gemm_avx512_zmm(avx512_zmm);
+      names[n++] = "avx512_zmm";
     }
 #if defined(__aarch64__)
     add_aarch64_levels(n);
@@ -265,7 +269,9 @@ const CpuKernels& choose() {
   return l.has_neon_dotprod ? l.neon_dotprod : l.neon;
 #endif
   if (want == "avx2") return l.has_avx2 ? l.avx2 : l.generic;
-  if (l.has_avx512) return l.avx512;
+  if (l.has_avx512 && want == "avx512") return l.avx512;
+  if (l.has_avx512 && want == "avx512_zmm") return l.avx512_zmm;
+  if (l.has_avx512) return cpu_runs_zmm_at_full_width() ? l.avx512_zmm : l.avx512;
   if (l.has_avx2) return l.avx2;
   return l.generic;
 }
@@ -305,6 +311,7 @@ const CpuKernels* kernels_for_level(const char* name) {
   if (n == "generic") return &l.generic;
   if (n == "avx2" && l.has_avx2) return &l.avx2;
   if (n == "avx512" && l.has_avx512) return &l.avx512;
+  if (n == "avx512_zmm" && l.has_avx512) return &l.avx512_zmm;
 #if defined(__aarch64__)
   if (n == "neon") return &l.neon;
   if (n == "neon_dotprod" && l.has_neon_dotprod) return &l.neon_dotprod;

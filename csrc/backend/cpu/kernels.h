@@ -3,7 +3,11 @@
 // to it (within float reassociation). The level is chosen once at start-up
 // from cpuid (x86-64) or the auxiliary vector (aarch64); STARCODER_CPU=
 // generic|avx2|avx512 (x86-64) or generic|neon|neon_dotprod (aarch64) forces
-// a lower one.
+// a lower one. Of the two AVX-512 levels, avx512_zmm (the prompt GEMM on
+// 16-row panels in 512-bit registers) is chosen where a 512-bit integer
+// multiply-add runs at full width, avx512 (8-row panels, 256-bit registers)
+// where it is split into two halves; STARCODER_CPU=avx512 or avx512_zmm
+// forces either.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -100,7 +104,7 @@ float max_of(const float* x, int64_t n);
 // The kernels chosen at start-up (best level, or the one STARCODER_CPU asks for).
 const CpuKernels& cpu_kernels();
 const CpuKernels& generic_kernels();
-// By name ("generic", "avx2", "avx512", "neon", "neon_dotprod"); nullptr if unknown or this CPU (or
+// By name ("generic", "avx2", "avx512", "avx512_zmm", "neon", "neon_dotprod"); nullptr if unknown or this CPU (or
 // this build) cannot run that level.
 const CpuKernels* kernels_for_level(const char* name);
 // The levels this CPU can run, lowest first ("generic" always).
@@ -132,6 +136,10 @@ void gemm_columns(const CpuKernels& k, TensorType t, const uint8_t* w, size_t ro
 // Whether the CPU and OS can run a level (false in a build without the file's flags).
 bool cpu_supports_avx2();    // AVX2 + FMA + F16C, YMM state saved
 bool cpu_supports_avx512();  // AVX-512 F/BW/DQ/VL + VNNI, ZMM state saved
+// Whether a 512-bit vpdpbusd retires at >= 1.5x the 256-bit rate (full-width
+// 512-bit units, not two 256-bit halves as on Zen 4): measured once, about
+// 2 ms, on the first call (peaks_avx512.cpp). Picks avx512_zmm over avx512.
+bool cpu_runs_zmm_at_full_width();
 // Each fills its part of its level's table; a slot it leaves alone keeps the
 // kernel of the level below (avx512 starts from avx2, avx2 from generic).
 void fill_float_avx2(CpuKernels& k);           // kernels_avx2.cpp: the float kernels (dots, GEMM, GELU, LayerNorm)
@@ -146,6 +154,8 @@ void fill_quant_legacy_avx512(CpuKernels& k);  // quant_dot_avx512.cpp
 void fill_quant_k_avx512(CpuKernels& k);       // quant_dot_k_avx512.cpp
 // quant_gemm_avx512.cpp: the same GEMM with VNNI; wraps the AVX-512 row kernels, so call it after them.
 void fill_quant_gemm_avx512(CpuKernels& k);
+// The same on 16-row panels in 512-bit registers (the avx512_zmm level); wraps the above.
+void fill_quant_gemm_avx512_zmm(CpuKernels& k);
 void fill_attention_generic(CpuKernels& k);    // attention.cpp
 void fill_attention_avx2(CpuKernels& k);       // attention_avx2.cpp
 void fill_attention_avx512(CpuKernels& k);     // attention_avx512.cpp

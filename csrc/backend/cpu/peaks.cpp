@@ -91,8 +91,9 @@ PeakLoops peak_loops_for_level(const std::string& level) {
 #endif
   // The generic level's int8 dots are scalar reference code: no SIMD int8
   // instruction to measure, so no int8 peak is claimed for it.
-  if (level == "avx2" || level == "avx512") fill_peaks_avx2(p);
-  if (level == "avx512") fill_peaks_avx512(p);
+  const bool avx512 = level == "avx512" || level == "avx512_zmm";
+  if (level == "avx2" || avx512) fill_peaks_avx2(p);
+  if (avx512) fill_peaks_avx512(p);
   if (level == "neon" || level == "neon_dotprod") fill_peaks_neon(p);
   if (level == "neon_dotprod") fill_peaks_neon_dotprod(p);
   return p;

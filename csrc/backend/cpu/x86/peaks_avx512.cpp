@@ -9,6 +9,9 @@
 #if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
     defined(__AVX512DQ__) && defined(__AVX512VNNI__)
 #include <cpuid.h>
+
+#include <algorithm>
+#include <chrono>
 // GCC 12's AVX-512 headers trip -Wuninitialized (GCC bug 105593; see kernels_avx512.cpp).
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -72,6 +75,48 @@ double int8_dpbusd_zmm(int64_t iters) {
   return 2.0 * 64 * kChains * double(iters);
 }
 
+// The same instruction on 256-bit registers: 32 u8 x s8 multiply-adds, 64 ops.
+inline __m256i int8_step(__m256i acc, __m256i w, __m256i y) {
+  __asm__("vpdpbusd %[y], %[w], %[acc]" : [acc] "+v"(acc) : [w] "v"(w), [y] "v"(y));
+  return acc;
+}
+
+double int8_dpbusd_ymm(int64_t iters) {
+  constexpr int kChains = 12;
+  volatile int vw = 0x01020304, vy = 0x01010101;
+  const __m256i w = _mm256_set1_epi32(vw), y = _mm256_set1_epi32(vy);
+  __m256i acc[kChains];
+  for (int j = 0; j < kChains; ++j) acc[j] = _mm256_set1_epi32(j);
+  for (int64_t it = 0; it < iters; ++it) {
+    #pragma GCC unroll 16
+    for (int j = 0; j < kChains; ++j) acc[j] = int8_step(acc[j], w, y);
+  }
+  __m256i s = acc[0];
+  for (int j = 1; j < kChains; ++j) s = _mm256_add_epi32(s, acc[j]);
+  g_sink_i = _mm256_extract_epi32(s, 0) + _mm256_extract_epi32(s, 7);
+  return 2.0 * 32 * kChains * double(iters);
+}
+
+// Ops per second of one run of a loop on this thread.
+double rate_of(PeakLoopFn loop, int64_t iters) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const double ops = loop(iters);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return s > 0 ? ops / s : 0.0;
+}
+
+bool zmm_full_width_impl() {
+  // About 0.2 ms per run at 3 GHz; the best of 5 alternating runs of each,
+  // so that an interruption (a noisy VM) cannot decide it.
+  constexpr int64_t kIters = 20000;
+  double best_ymm = 0, best_zmm = 0;
+  for (int r = 0; r < 5; ++r) {
+    best_ymm = std::max(best_ymm, rate_of(int8_dpbusd_ymm, kIters));
+    best_zmm = std::max(best_zmm, rate_of(int8_dpbusd_zmm, kIters));
+  }
+  return best_zmm >= 1.5 * best_ymm;
+}
+
 // vdpbf16ps zmm: 32 bf16 pairs multiplied and summed into 16 float lanes, 64
 // flops. Only this function may use AVX512_BF16 (the file's flags do not
 // include it), and it is only called where cpuid reports it.
@@ -99,6 +144,11 @@ bool cpu_supports_avx512_bf16() {
   return ok;
 }
 
+bool cpu_runs_zmm_at_full_width() {
+  static const bool full = cpu_supports_avx512() && zmm_full_width_impl();
+  return full;
+}
+
 void fill_peaks_avx512(PeakLoops& p) {
   p.fp32 = {"vfmadd231ps zmm (avx512)", fp32_fma_zmm};
   p.int8 = {"vpdpbusd zmm (avx512_vnni)", int8_dpbusd_zmm};
@@ -111,6 +161,7 @@ void fill_peaks_avx512(PeakLoops& p) {
 
 namespace sc {
 bool cpu_supports_avx512_bf16() { return false; }
+bool cpu_runs_zmm_at_full_width() { return false; }
 void fill_peaks_avx512(PeakLoops&) {}
 }  // namespace sc
 

@@ -30,6 +30,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "backend/cpu/x86/kquant_decode_avx2.h"
@@ -58,20 +59,44 @@ constexpr int kMinTokensQ4_0 = 17;
 constexpr int kMinTokensQ8_0 = 16;
 constexpr int kMinTokensK = 16;
 
-// The row kernels this level had before the GEMM was installed (decode and leftover rows).
-QuantDotFn row_kernel[kQuantSlots];
+// VNNI: vpdpbusd multiplies unsigned by signed bytes into int32 without
+// saturation, so signed Q8_0 codes can be stored offset by 128 (w + 128 in
+// 0..255) and the offset taken out through the activation sums, as Q4_0's 8.
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+constexpr bool kVnni = true;
+#else
+constexpr bool kVnni = false;
+#endif
 
-// A panel: per block, 8 vectors of codes (vector g: codes 4g..4g+3 of each
-// row, row r in bytes 4r..4r+3) and the 8 rows' scales.
+// A panel of 8 * H rows (H = 1: one 256-bit vector per step; H = 2: one
+// 512-bit vector, the wide variant below): per block and group g, H vectors
+// of codes (vector h: codes 4g..4g+3 of rows 8h..8h+7, row 8h+r in bytes
+// 4r..4r+3), then the rows' scales.
 struct alignas(32) Vec32 {
   uint8_t bytes[32];
 };
+// The vectors of a panel, in pairs aligned to 64 bytes, so that a 512-bit
+// load of both halves never splits a cache line.
+struct alignas(64) Vec64 {
+  Vec32 half[2];
+};
+class VecStore {
+ public:
+  void resize(size_t n) { v_.resize((n + 1) / 2); }
+  Vec32& operator[](size_t i) { return v_[i / 2].half[i % 2]; }
+  const Vec32& operator[](size_t i) const { return v_[i / 2].half[i % 2]; }
+
+ private:
+  std::vector<Vec64> v_;
+};
+inline __m256i load_vec(const Vec32& v) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(v.bytes)); }
+
 struct Panel {
-  std::vector<Vec32> codes;  // [block][8]
-  std::vector<float> d;        // [block][8]
-  void resize(int64_t nb) {
-    codes.resize(size_t(nb) * 8);
-    d.resize(size_t(nb) * kPanelRows);
+  VecStore codes;            // [block][group][half]
+  std::vector<float> d;      // [block][row]
+  void resize(int64_t nb, int halves) {
+    codes.resize(size_t(nb) * 8 * size_t(halves));
+    d.resize(size_t(nb) * kPanelRows * size_t(halves));
   }
 };
 
@@ -82,52 +107,64 @@ struct NoActScales;  // the k-quants' (nothing), with the driver
 struct Q4_0 {
   static constexpr int kSlot = kQ4_0;
   static constexpr int kMinTokens = kMinTokensQ4_0;
+  static constexpr int kZero = 8;  // code of weight 0
   static constexpr bool kOffset = true;
   static constexpr int64_t kBlock = QK8_0;
   using PanelT = Panel;
   using Act = ActScales;
-  static void pack(const uint8_t* w, size_t stride, int64_t nb, Panel& p) {
+  // Rows 8h..8h+7 of block b, codes as stored in the panel, in v.
+  static void load8(const uint8_t* w, size_t stride, int64_t b, int halves, int h, __m256i v[8], float* d) {
     const __m256i low = _mm256_set1_epi8(0x0F);
-    for (int64_t b = 0; b < nb; ++b) {
-      __m256i v[8];
-      for (int r = 0; r < kPanelRows; ++r) {
-        const block_q4_0* blk = reinterpret_cast<const block_q4_0*>(w + size_t(r) * stride) + b;
-        const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->qs));
-        v[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low);  // element order
-        p.d[size_t(b) * kPanelRows + size_t(r)] = _cvtsh_ss(blk->d);
-      }
-      transpose8x8_epi32(v);
-      std::memcpy(&p.codes[size_t(b) * 8], v, sizeof(v));
+    for (int r = 0; r < kPanelRows; ++r) {
+      const block_q4_0* blk = reinterpret_cast<const block_q4_0*>(w + size_t(8 * h + r) * stride) + b;
+      const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->qs));
+      v[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low);  // element order
+      d[size_t(b) * kPanelRows * size_t(halves) + size_t(8 * h + r)] = _cvtsh_ss(blk->d);
     }
   }
 };
 
-// Q8_0: signed codes, multiplied as |w| * (y * sign(w)).
+// Q8_0: signed codes. With VNNI stored as w + 128 (offset like Q4_0); without,
+// multiplied as |w| * (y * sign(w)), since maddubs saturates at int16.
 struct Q8_0 {
   static constexpr int kSlot = kQ8_0;
   static constexpr int kMinTokens = kMinTokensQ8_0;
-  static constexpr bool kOffset = false;
+  static constexpr int kZero = kVnni ? 128 : 0;
+  static constexpr bool kOffset = kVnni;
   static constexpr int64_t kBlock = QK8_0;
   using PanelT = Panel;
   using Act = ActScales;
-  static void pack(const uint8_t* w, size_t stride, int64_t nb, Panel& p) {
-    for (int64_t b = 0; b < nb; ++b) {
-      __m256i v[8];
-      for (int r = 0; r < kPanelRows; ++r) {
-        const block_q8_0* blk = reinterpret_cast<const block_q8_0*>(w + size_t(r) * stride) + b;
-        v[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs));
-        p.d[size_t(b) * kPanelRows + size_t(r)] = _cvtsh_ss(blk->d);
-      }
-      transpose8x8_epi32(v);
-      std::memcpy(&p.codes[size_t(b) * 8], v, sizeof(v));
+  static void load8(const uint8_t* w, size_t stride, int64_t b, int halves, int h, __m256i v[8], float* d) {
+    for (int r = 0; r < kPanelRows; ++r) {
+      const block_q8_0* blk = reinterpret_cast<const block_q8_0*>(w + size_t(8 * h + r) * stride) + b;
+      v[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs));
+      if constexpr (kOffset) v[r] = _mm256_xor_si256(v[r], _mm256_set1_epi8(char(0x80)));
+      d[size_t(b) * kPanelRows * size_t(halves) + size_t(8 * h + r)] = _cvtsh_ss(blk->d);
     }
   }
 };
 
-// Per activation block: its scale, and for offset formats -8 * d * sum(codes).
+// Packs 8 * halves rows of Q4_0 or Q8_0 into a panel.
+template <class F>
+void pack_panel(const uint8_t* w, size_t stride, int64_t nb, int halves, Panel& p) {
+  for (int64_t b = 0; b < nb; ++b)
+    for (int h = 0; h < halves; ++h) {
+      __m256i v[8];
+      F::load8(w, stride, b, halves, h, v, p.d.data());
+      transpose8x8_epi32(v);
+      for (int g = 0; g < 8; ++g)
+        _mm256_store_si256(reinterpret_cast<__m256i*>(p.codes[(size_t(b) * 8 + size_t(g)) * size_t(halves) + size_t(h)].bytes), v[g]);
+    }
+}
+
+// Per activation block: its scale, and for offset formats zero * sum(codes),
+// which the integer sum of a block loses exactly (so the correction is
+// exact too: in float it would cancel against a sum 128x larger for Q8_0).
 struct ActScales {
-  std::vector<float> d, corr;  // [token][block]
-  void prepare(const uint8_t* acts, size_t act_stride, int n_act, int64_t nb, bool offset) {
+  std::vector<float> d;        // [token][block]
+  std::vector<int32_t> corr;   // [token][block]
+  void prepare(const uint8_t* acts, size_t act_stride, int n_act, int64_t nb, int zero) {
+    const bool offset = zero != 0;
     d.resize(size_t(n_act) * size_t(nb));
     corr.resize(offset ? d.size() : 0);
     for (int a = 0; a < n_act; ++a)
@@ -136,7 +173,7 @@ struct ActScales {
         const size_t i = size_t(a) * size_t(nb) + size_t(b);
         d[i] = _cvtsh_ss(y->d);
         if (!offset) continue;
-        corr[i] = -8.0f * d[i] * float(q8_code_sum(y->qs));
+        corr[i] = zero * q8_code_sum(y->qs);
       }
   }
 };
@@ -146,19 +183,18 @@ struct ActScales {
 // into a tree and spills them (measured 1.6x slower).
 template <class F, int T>
 void panel_tile(int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const float* dy,
-                const float* corr, int64_t ld, float* out, size_t out_stride) {
+                const int32_t* corr, int64_t ld, float* out, size_t out_stride) {
   const __m256i ones16 = _mm256_set1_epi16(1);
   __m256 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    const Vec32* wq = &p.codes[size_t(b) * 8];
     const int8_t* y[T];
     for (int t = 0; t < T; ++t) y[t] = reinterpret_cast<const block_q8_0*>(acts + size_t(t) * act_stride)[b].qs;
     __m256i s[T];
     for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_si256();
 #pragma GCC unroll 1
     for (int g = 0; g < 8; ++g) {
-      const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(wq[g].bytes));
+      const __m256i w = load_vec(p.codes[size_t(b) * 8 + size_t(g)]);
       if constexpr (F::kOffset) {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
         for (int t = 0; t < T; ++t) s[t] = _mm256_dpbusd_epi32(s[t], w, _mm256_set1_epi32(load_i32(y[t] + 4 * g)));
@@ -179,13 +215,13 @@ void panel_tile(int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stri
     const __m256 dw = _mm256_loadu_ps(&p.d[size_t(b) * kPanelRows]);
     for (int t = 0; t < T; ++t) {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-      const __m256i si = s[t];  // int32 sums already
+      __m256i si = s[t];  // int32 sums already
 #else
-      const __m256i si = F::kOffset ? _mm256_madd_epi16(s[t], ones16) : s[t];
+      __m256i si = F::kOffset ? _mm256_madd_epi16(s[t], ones16) : s[t];
 #endif
+      if constexpr (F::kOffset) si = _mm256_sub_epi32(si, _mm256_set1_epi32(corr[t * ld + b]));
       const __m256 scale = _mm256_mul_ps(dw, _mm256_set1_ps(dy[t * ld + b]));
       acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), scale, acc[t]);
-      if constexpr (F::kOffset) acc[t] = _mm256_fmadd_ps(dw, _mm256_set1_ps(corr[t * ld + b]), acc[t]);
     }
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(out + size_t(t) * out_stride, acc[t]);
@@ -200,16 +236,17 @@ void panel_tile(int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stri
 //   w_r . y = y.d * (d_r * sum_k sc_rk * (u_rk . y_k) - dm_r * sum_k m_rk * bsum_k)
 // is 8 rows wide at every step.
 struct KPanel {
-  std::vector<Vec32> codes;  // [block][64]
-  std::vector<Vec32> sc;     // [block][16-group]
-  std::vector<Vec32> m;      // [block][pair of 16-groups]
+  VecStore codes;            // [block][64][half]
+  VecStore sc;               // [block][16-group][half]
+  VecStore m;                // [block][pair of 16-groups][half]
   std::vector<float> d, dm;  // [block][row]
-  void resize(int64_t nb) {
-    codes.resize(size_t(nb) * 64);
-    sc.resize(size_t(nb) * 16);
-    m.resize(size_t(nb) * 8);
-    d.resize(size_t(nb) * kPanelRows);
-    dm.resize(size_t(nb) * kPanelRows);
+  void resize(int64_t nb, int halves) {
+    const size_t h = size_t(halves);
+    codes.resize(size_t(nb) * 64 * h);
+    sc.resize(size_t(nb) * 16 * h);
+    m.resize(size_t(nb) * 8 * h);
+    d.resize(size_t(nb) * kPanelRows * h);
+    dm.resize(size_t(nb) * kPanelRows * h);
   }
 };
 
@@ -224,41 +261,43 @@ struct KFormat {
   static constexpr int kSlot = kSlot_;
   static constexpr int kMinTokens = kMinTokensK;
   static constexpr bool kSameScale = kSameScale_;
+  static constexpr int kZero = 0;
   static constexpr bool kOffset = false;  // the offsets are in the panel's bsum coefficients
   static constexpr int64_t kBlock = QK_K;
   using PanelT = KPanel;
   using Act = NoActScales;
   static constexpr int kGroupsPerSum = 4 * 2 * kMaxLevel * 128 < 32768 ? 4 : 2;
-  static void pack(const uint8_t* w, size_t stride, int64_t nb, KPanel& p) {
-    for (int64_t i = 0; i < nb; ++i) {
-      KBlock kb[kPanelRows];
-      for (int r = 0; r < kPanelRows; ++r) Decode(reinterpret_cast<const Block*>(w + size_t(r) * stride)[i], kb[r]);
-      for (int c = 0; c < 8; ++c) {
-        __m256i v[8];
-        for (int r = 0; r < kPanelRows; ++r) v[r] = kb[r].q[c];
-        transpose8x8_epi32(v);
-        std::memcpy(&p.codes[size_t(i) * 64 + size_t(c) * 8], v, sizeof(v));
-      }
-      int32_t sc[16][kPanelRows], m[8][kPanelRows];
-      for (int r = 0; r < kPanelRows; ++r) {
-        int16_t s16[8][16], m16[16];
-        std::memcpy(s16, kb[r].sc, sizeof(s16));
-        std::memcpy(m16, &kb[r].m, sizeof(m16));
-        for (int k = 0; k < 16; ++k) {
-          const int16_t v = s16[k / 2][(k % 2) * 8];  // KBlock: group 2c in lanes 0-7 of sc[c], 2c+1 in 8-15
-          sc[k][r] = int16_pair(v, v);
+  static void pack(const uint8_t* w, size_t stride, int64_t nb, int halves, KPanel& p) {
+    const size_t H = size_t(halves), rows = kPanelRows * H;
+    for (int64_t i = 0; i < nb; ++i)
+      for (size_t h = 0; h < H; ++h) {
+        KBlock kb[kPanelRows];
+        for (int r = 0; r < kPanelRows; ++r)
+          Decode(reinterpret_cast<const Block*>(w + (8 * h + size_t(r)) * stride)[i], kb[r]);
+        for (int c = 0; c < 8; ++c) {
+          __m256i v[8];
+          for (int r = 0; r < kPanelRows; ++r) v[r] = kb[r].q[c];
+          transpose8x8_epi32(v);
+          for (int g = 0; g < 8; ++g) std::memcpy(&p.codes[(size_t(i) * 64 + size_t(c) * 8 + size_t(g)) * H + h], &v[g], 32);
         }
-        for (int q = 0; q < 8; ++q) m[q][r] = int16_pair(m16[2 * q], m16[2 * q + 1]);
-        p.d[size_t(i) * kPanelRows + size_t(r)] = kb[r].d;
-        p.dm[size_t(i) * kPanelRows + size_t(r)] = kb[r].dm;
+        int32_t sc[16][kPanelRows], m[8][kPanelRows];
+        for (int r = 0; r < kPanelRows; ++r) {
+          int16_t s16[8][16], m16[16];
+          std::memcpy(s16, kb[r].sc, sizeof(s16));
+          std::memcpy(m16, &kb[r].m, sizeof(m16));
+          for (int k = 0; k < 16; ++k) {
+            const int16_t v = s16[k / 2][(k % 2) * 8];  // KBlock: group 2c in lanes 0-7 of sc[c], 2c+1 in 8-15
+            sc[k][r] = int16_pair(v, v);
+          }
+          for (int q = 0; q < 8; ++q) m[q][r] = int16_pair(m16[2 * q], m16[2 * q + 1]);
+          p.d[size_t(i) * rows + 8 * h + size_t(r)] = kb[r].d;
+          p.dm[size_t(i) * rows + 8 * h + size_t(r)] = kb[r].dm;
+        }
+        for (int k = 0; k < 16; ++k) std::memcpy(&p.sc[(size_t(i) * 16 + size_t(k)) * H + h], sc[k], 32);
+        for (int q = 0; q < 8; ++q) std::memcpy(&p.m[(size_t(i) * 8 + size_t(q)) * H + h], m[q], 32);
       }
-      std::memcpy(&p.sc[size_t(i) * 16], sc, sizeof(sc));
-      std::memcpy(&p.m[size_t(i) * 8], m, sizeof(m));
-    }
   }
 };
-
-inline __m256i load_vec(const Vec32& v) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(v.bytes)); }
 
 template <class F, int T>
 void kpanel_tile(int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_stride, float* out, size_t out_stride) {
@@ -271,13 +310,12 @@ void kpanel_tile(int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_st
     for (int t = 0; t < T; ++t) s32[t] = _mm256_setzero_si256();
 #pragma GCC unroll 1
     for (int k = 0; k < 16; ++k) {  // 16-element groups
-      const Vec32* wq = &p.codes[size_t(i) * 64 + size_t(k) * 4];
       const __m256i sc = load_vec(p.sc[size_t(i) * 16 + size_t(k)]);
       for (int g0 = 0; g0 < 4; g0 += F::kGroupsPerSum) {
         __m256i s16[T];
         for (int t = 0; t < T; ++t) s16[t] = _mm256_setzero_si256();
         for (int g = g0; g < g0 + F::kGroupsPerSum; ++g) {
-          const __m256i w = load_vec(wq[g]);
+          const __m256i w = load_vec(p.codes[size_t(i) * 64 + size_t(k) * 4 + size_t(g)]);
           for (int t = 0; t < T; ++t)
             s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(w, _mm256_set1_epi32(load_i32(y[t]->qs + 16 * k + 4 * g))));
         }
@@ -315,65 +353,180 @@ using Q4_K = KFormat<block_q4_K, decode_q4_K, false, 15, kQ4_K>;
 using Q5_K = KFormat<block_q5_K, decode_q5_K, false, 31, kQ5_K>;
 using Q6_K = KFormat<block_q6_K, decode_q6_K, true, 63, kQ6_K>;
 
+#if defined(SC_QUANT_GEMM_FILL_WIDE)
+// ---------------------------------------------------------------- 16 rows
+// The same tiles on 16-row panels in 512-bit registers (the panel's two
+// halves side by side in one load): where the CPU runs a 512-bit vpdpbusd
+// at twice the 256-bit rate (full-width AVX-512, not Zen 4's double pumping)
+// each instruction then does twice the work. Needs VNNI, so Q4_0 and Q8_0
+// are both offset formats here.
+inline __m512i load_pair(const VecStore& v, size_t i) {
+  return _mm512_load_si512(reinterpret_cast<const __m512i*>(v[2 * i].bytes));
+}
+
+template <class F, int T>
+void panel_tile_wide(int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const float* dy,
+                     const int32_t* corr, int64_t ld, float* out, size_t out_stride) {
+  static_assert(F::kOffset, "the wide tile needs vpdpbusd's unsigned weights");
+  __m512 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const int8_t* y[T];
+    for (int t = 0; t < T; ++t) y[t] = reinterpret_cast<const block_q8_0*>(acts + size_t(t) * act_stride)[b].qs;
+    __m512i s[T];
+    for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_si512();
+#pragma GCC unroll 1
+    for (int g = 0; g < 8; ++g) {
+      const __m512i w = load_pair(p.codes, size_t(b) * 8 + size_t(g));
+      for (int t = 0; t < T; ++t) s[t] = _mm512_dpbusd_epi32(s[t], w, _mm512_set1_epi32(load_i32(y[t] + 4 * g)));
+    }
+    const __m512 dw = _mm512_loadu_ps(&p.d[size_t(b) * 16]);
+    for (int t = 0; t < T; ++t) {
+      const __m512i si = _mm512_sub_epi32(s[t], _mm512_set1_epi32(corr[t * ld + b]));
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), _mm512_mul_ps(dw, _mm512_set1_ps(dy[t * ld + b])), acc[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm512_storeu_ps(out + size_t(t) * out_stride, acc[t]);
+}
+
+template <class F, int T>
+void kpanel_tile_wide(int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_stride, float* out,
+                      size_t out_stride) {
+  __m512 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    const block_q8_K* y[T];
+    for (int t = 0; t < T; ++t) y[t] = act_row(acts, act_stride, t) + i;
+    __m512i s32[T];
+    for (int t = 0; t < T; ++t) s32[t] = _mm512_setzero_si512();
+#pragma GCC unroll 1
+    for (int k = 0; k < 16; ++k) {  // 16-element groups
+      const __m512i sc = load_pair(p.sc, size_t(i) * 16 + size_t(k));
+      for (int g0 = 0; g0 < 4; g0 += F::kGroupsPerSum) {
+        __m512i s16[T];
+        for (int t = 0; t < T; ++t) s16[t] = _mm512_setzero_si512();
+        for (int g = g0; g < g0 + F::kGroupsPerSum; ++g) {
+          const __m512i w = load_pair(p.codes, size_t(i) * 64 + size_t(k) * 4 + size_t(g));
+          for (int t = 0; t < T; ++t)
+            s16[t] = _mm512_add_epi16(s16[t], _mm512_maddubs_epi16(w, _mm512_set1_epi32(load_i32(y[t]->qs + 16 * k + 4 * g))));
+        }
+        for (int t = 0; t < T; ++t) s32[t] = _mm512_dpwssd_epi32(s32[t], s16[t], sc);
+      }
+    }
+    const __m512 d = _mm512_loadu_ps(&p.d[size_t(i) * 16]);
+    const __m512 dm = _mm512_loadu_ps(&p.dm[size_t(i) * 16]);
+    for (int t = 0; t < T; ++t) {
+      __m512i msum = _mm512_setzero_si512();
+      for (int q = 0; q < 8; ++q) msum = _mm512_dpwssd_epi32(msum, load_pair(p.m, size_t(i) * 8 + size_t(q)),
+                                                             _mm512_set1_epi32(load_i32(y[t]->bsums + 2 * q)));
+      const __m512 yd = _mm512_set1_ps(y[t]->d);
+      if constexpr (F::kSameScale) {
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s32[t], msum)), _mm512_mul_ps(d, yd), acc[t]);
+      } else {
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s32[t]), _mm512_mul_ps(d, yd), acc[t]);
+        acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dm, yd), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm512_storeu_ps(out + size_t(t) * out_stride, acc[t]);
+}
+#endif
+
 // ---------------------------------------------------------------- the driver
 // The k-quants need nothing per activation block beyond what Q8_K stores.
 struct NoActScales {
-  void prepare(const uint8_t*, size_t, int, int64_t, bool) {}
+  void prepare(const uint8_t*, size_t, int, int64_t, int) {}
 };
 
-// One tile of T activation rows (starting at row a) against a panel.
+template <int H>
+using Halves = std::integral_constant<int, H>;
+
+template <class F>
+void pack_rows(const uint8_t* w, size_t stride, int64_t nb, int halves, Panel& p) {
+  pack_panel<F>(w, stride, nb, halves, p);
+}
+template <class F>
+void pack_rows(const uint8_t* w, size_t stride, int64_t nb, int halves, KPanel& p) {
+  F::pack(w, stride, nb, halves, p);
+}
+
+// One tile of T activation rows (starting at row a) against a panel of 8 * H rows.
 template <class F, int T>
-void run_tile(int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const ActScales& s, int a,
-              float* out, size_t out_stride) {
+void run_tile(Halves<1>, int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const ActScales& s,
+              int a, float* out, size_t out_stride) {
   panel_tile<F, T>(nb, p, acts, act_stride, s.d.data() + a * nb, F::kOffset ? s.corr.data() + a * nb : nullptr, nb,
                    out, out_stride);
 }
 template <class F, int T>
-void run_tile(int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_stride, const NoActScales&, int,
-              float* out, size_t out_stride) {
+void run_tile(Halves<1>, int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_stride, const NoActScales&,
+              int, float* out, size_t out_stride) {
   kpanel_tile<F, T>(nb, p, acts, act_stride, out, out_stride);
 }
+#if defined(SC_QUANT_GEMM_FILL_WIDE)
+template <class F, int T>
+void run_tile(Halves<2>, int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const ActScales& s,
+              int a, float* out, size_t out_stride) {
+  panel_tile_wide<F, T>(nb, p, acts, act_stride, s.d.data() + a * nb, s.corr.data() + a * nb, nb, out, out_stride);
+}
+template <class F, int T>
+void run_tile(Halves<2>, int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_stride, const NoActScales&,
+              int, float* out, size_t out_stride) {
+  kpanel_tile_wide<F, T>(nb, p, acts, act_stride, out, out_stride);
+}
+#endif
 
-template <class F>
+// What a GEMM of 8 * H-row panels hands the rest to (decode, and rows that
+// do not fill a panel): the level's row kernels below the 8-row GEMM, the
+// 8-row GEMM below the 16-row one.
+QuantDotFn below[3][kQuantSlots];
+
+template <class F, int H>
 void quant_gemm(int64_t n, const void* w, size_t w_stride, int n_w, const void* acts, size_t act_stride,
-                     int n_act, float* out, size_t out_stride) {
-  const int n_panel_rows = n_act >= F::kMinTokens ? n_w / kPanelRows * kPanelRows : 0;
+                int n_act, float* out, size_t out_stride) {
+  constexpr int kRows = kPanelRows * H;
+  const int n_panel_rows = n_act >= F::kMinTokens ? n_w / kRows * kRows : 0;
   const uint8_t* wp = static_cast<const uint8_t*>(w);
   const uint8_t* xp = static_cast<const uint8_t*>(acts);
   if (n_panel_rows > 0) {
     const int64_t nb = n / F::kBlock;
     thread_local typename F::PanelT panel;
     thread_local typename F::Act scales;
-    panel.resize(nb);
-    scales.prepare(xp, act_stride, n_act, nb, F::kOffset);
-    for (int r0 = 0; r0 < n_panel_rows; r0 += kPanelRows) {
-      F::pack(wp + size_t(r0) * w_stride, w_stride, nb, panel);
+    panel.resize(nb, H);
+    scales.prepare(xp, act_stride, n_act, nb, F::kZero);
+    for (int r0 = 0; r0 < n_panel_rows; r0 += kRows) {
+      pack_rows<F>(wp + size_t(r0) * w_stride, w_stride, nb, H, panel);
       int a = 0;
       for (; a + kTokenTile <= n_act; a += kTokenTile)
-        run_tile<F, kTokenTile>(nb, panel, xp + size_t(a) * act_stride, act_stride, scales, a,
+        run_tile<F, kTokenTile>(Halves<H>(), nb, panel, xp + size_t(a) * act_stride, act_stride, scales, a,
                                 out + size_t(a) * out_stride + r0, out_stride);
       for (; a < n_act; ++a)
-        run_tile<F, 1>(nb, panel, xp + size_t(a) * act_stride, act_stride, scales, a,
+        run_tile<F, 1>(Halves<H>(), nb, panel, xp + size_t(a) * act_stride, act_stride, scales, a,
                        out + size_t(a) * out_stride + r0, out_stride);
     }
   }
   if (n_panel_rows < n_w)
-    row_kernel[F::kSlot](n, wp + size_t(n_panel_rows) * w_stride, w_stride, n_w - n_panel_rows, acts, act_stride,
-                         n_act, out + n_panel_rows, out_stride);
+    below[H][F::kSlot](n, wp + size_t(n_panel_rows) * w_stride, w_stride, n_w - n_panel_rows, acts, act_stride,
+                       n_act, out + n_panel_rows, out_stride);
+}
+
+template <int H>
+void install(CpuKernels& k) {
+  for (int slot : {kQ4_0, kQ8_0, kQ2_K, kQ3_K, kQ4_K, kQ5_K, kQ6_K}) below[H][slot] = k.quant_dot[slot];
+  k.quant_dot[kQ4_0] = quant_gemm<Q4_0, H>;
+  k.quant_dot[kQ8_0] = quant_gemm<Q8_0, H>;
+  k.quant_dot[kQ2_K] = quant_gemm<Q2_K, H>;
+  k.quant_dot[kQ3_K] = quant_gemm<Q3_K, H>;
+  k.quant_dot[kQ4_K] = quant_gemm<Q4_K, H>;
+  k.quant_dot[kQ5_K] = quant_gemm<Q5_K, H>;
+  k.quant_dot[kQ6_K] = quant_gemm<Q6_K, H>;
 }
 
 }  // namespace
 
-void SC_QUANT_GEMM_FILL(CpuKernels& k) {
-  for (int slot : {kQ4_0, kQ8_0, kQ2_K, kQ3_K, kQ4_K, kQ5_K, kQ6_K}) row_kernel[slot] = k.quant_dot[slot];
-  k.quant_dot[kQ4_0] = quant_gemm<Q4_0>;
-  k.quant_dot[kQ8_0] = quant_gemm<Q8_0>;
-  k.quant_dot[kQ2_K] = quant_gemm<Q2_K>;
-  k.quant_dot[kQ3_K] = quant_gemm<Q3_K>;
-  k.quant_dot[kQ4_K] = quant_gemm<Q4_K>;
-  k.quant_dot[kQ5_K] = quant_gemm<Q5_K>;
-  k.quant_dot[kQ6_K] = quant_gemm<Q6_K>;
-}
+void SC_QUANT_GEMM_FILL(CpuKernels& k) { install<1>(k); }
+#if defined(SC_QUANT_GEMM_FILL_WIDE)
+void SC_QUANT_GEMM_FILL_WIDE(CpuKernels& k) { install<2>(k); }
+#endif
 
 }  // namespace sc
 
