@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import VOCAB_DIR, require_path
@@ -209,3 +210,36 @@ def test_bandwidth_is_measured_in_a_child_process():
     r = measure_bandwidth(n_threads=2, size_bytes=1 << 24, repeat=1)
     for k in ("read_gbps", "copy_gbps", "read_gbps_1t", "read_gbps_2t"):
         assert math.isfinite(r[k]) and r[k] > 0, (k, r[k])
+
+
+# ---------------------------------------------------------------- random GGUF files written from blocks
+
+def test_random_gguf_has_the_presets_types_and_runs(tmp_path):
+    import make_random_gguf as mrg
+    import starcoder_cpp
+
+    path = mrg.make_random_gguf(tmp_path / "r.gguf", "small_direct", "q4_k_m")
+    m = starcoder_cpp.Model(str(path), n_ctx=64)
+    info = m.info()
+    assert (info["n_embd"], info["n_layer"], info["n_head"], info["n_head_kv"]) == (256, 2, 8, 1)
+    # Q4_K_M: Q4_K by default, Q6_K where llama-quantize gives more bits
+    assert set(info["tensor_types"]) == {"q4_k", "q6_k", "f32"}
+    logits = m.eval(list(range(10, 30)), all_logits=True)
+    assert np.isfinite(logits).all() and logits.std() > 0
+
+
+def test_random_gguf_refuses_a_float_type_and_leaves_no_file(tmp_path):
+    import make_random_gguf as mrg
+
+    with pytest.raises(ValueError, match="only quantization presets"):
+        mrg.make_random_gguf(tmp_path / "r.gguf", "small_direct", "f16")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_random_gguf_blocks_carry_small_finite_scales():
+    import make_random_gguf as mrg
+    from starcoder_cpp.ggml_types import GGMLType, to_float32
+
+    rows = mrg.random_rows(np.random.default_rng(0), GGMLType.Q4_K, 8, 512)
+    w = to_float32(rows, GGMLType.Q4_K, (8, 512))
+    assert np.isfinite(w).all() and 0.005 < np.abs(w).max() < 0.2

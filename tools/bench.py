@@ -60,6 +60,7 @@ from typing import Dict, List, Optional
 REPO = Path(__file__).resolve().parents[1]
 CORE_BENCH_FILE = REPO / "python" / "starcoder_cpp" / "bench.py"
 sys.path.insert(0, str(REPO / "tools"))
+from make_checkpoint import DIRECT_SHAPES  # noqa: E402  (numpy only: no native library in this process)
 
 TYPES = {  # name -> (label, llama.cpp LLAMA_FTYPE_MOSTLY_*)
     "f16": ("F16", 1),
@@ -274,6 +275,8 @@ class Builder:
         meta = out.with_name(out.name + ".json")
         if out.exists() and meta.exists() and not self.rebuild:
             return out, json.loads(meta.read_text())["made_by"]
+        if shape in DIRECT_SHAPES:
+            return self.direct_gguf(shape, typ, out, meta)
         hf = self.hf(shape)
         tmp = out.with_name(out.name + f".tmp{os.getpid()}")
         attempts = []
@@ -312,6 +315,29 @@ class Builder:
             if p.exists():
                 p.unlink()
         return None, "; ".join(attempts)
+
+
+    def direct_gguf(self, shape: str, typ: str, out: Path, meta: Path):
+        """A shape too large for a float checkpoint: random blocks written
+        straight into the GGUF file (tools/make_random_gguf.py)."""
+        from make_random_gguf import make_random_gguf
+
+        if typ == "f16":
+            return None, f"the {shape} shape is written from random quantized blocks only (F16 needs float weights)"
+        log(f"writing {shape} {typ} from random blocks")
+        made_by = "tools/make_random_gguf.py (random blocks)"
+        make_random_gguf(out, shape, typ)
+        meta.write_text(json.dumps({"made_by": made_by}))
+        log(f"  {out.name}: {out.stat().st_size / 1e6:.0f} MB, made by {made_by}")
+        return out, made_by
+
+
+def shape_dims(shape: str):
+    """(n_embd, n_layer, n_head, n_inner, vocab_size, n_positions) of a
+    checkpoint shape or a directly written one."""
+    from make_checkpoint import SHAPES
+
+    return SHAPES[shape] if shape in SHAPES else DIRECT_SHAPES[shape]
 
 
 def _short(e: BaseException) -> str:
@@ -509,7 +535,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  epilog=__doc__.split("\n\n", 1)[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shapes", default="tiny_starcoder_py,1b", help="comma list (tools/make_checkpoint.py SHAPES)")
+    ap.add_argument("--shapes", default="tiny_starcoder_py,1b",
+                    help="comma list (tools/make_checkpoint.py SHAPES, or DIRECT_SHAPES such as 15b: random quantized blocks)")
     ap.add_argument("--types", default="f16,q8_0,q4_0,q4_k_m", help=f"comma list of {', '.join(TYPES)}")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for every system")
     ap.add_argument("--repeat", type=int, default=None, help="rounds; cells are medians (default 3; 1 with --quick)")
@@ -559,8 +586,8 @@ def run_benchmark(args) -> int:
     shapes = ["tiny_starcoder_py"] if args.quick else [s for s in args.shapes.split(",") if s]
     types = ["f16"] if args.quick else [t.lower() for t in args.types.split(",") if t]
     for s in shapes:
-        if s not in SHAPES:
-            sys.exit(f"bench.py: unknown shape {s!r}; choose from {', '.join(SHAPES)}")
+        if s not in SHAPES and s not in DIRECT_SHAPES:
+            sys.exit(f"bench.py: unknown shape {s!r}; choose from {', '.join([*SHAPES, *DIRECT_SHAPES])}")
     for t in types:
         if t not in TYPES:
             sys.exit(f"bench.py: unknown type {t!r}; choose from {', '.join(TYPES)}")
@@ -639,22 +666,20 @@ def run_benchmark(args) -> int:
     builder = Builder(workdir, n, args.rebuild, llama_installed)
     files: Dict[tuple, tuple] = {}   # (shape, type) -> (path|None, made_by|reason)
     bpt: Dict[tuple, Optional[int]] = {}
-    hf_dirs: Dict[str, Path] = {}
+    hf_dirs: Dict[str, Optional[Path]] = {}
     for shape in shapes:
-        hf_dirs[shape] = builder.hf(shape)
+        hf_dirs[shape] = None if shape in DIRECT_SHAPES else builder.hf(shape)
         for typ in types:
             path, why = builder.gguf(shape, typ)
             files[(shape, typ)] = (path, why)
             bpt[(shape, typ)] = core.decode_bytes_per_token(path) if path else None
-        bpt[(shape, "bf16")] = hf_bytes_per_token(hf_dirs[shape])
+        bpt[(shape, "bf16")] = hf_bytes_per_token(hf_dirs[shape]) if hf_dirs[shape] else None
 
     plan_cache: Dict[str, Path] = {}
 
     def plan_for(shape: str) -> Path:
         if shape not in plan_cache:
-            from make_checkpoint import SHAPES as S
-
-            vocab = S[shape][4]
+            vocab = shape_dims(shape)[4]
             p = workdir / f"plan-{shape}-{os.getpid()}.json"
             p.write_text(json.dumps(core.make_plan(cfg, (1, 3, 2), vocab)))  # StarCoder's FIM token ids
             plan_cache[shape] = p
@@ -711,6 +736,10 @@ def run_benchmark(args) -> int:
                         results[rkey] = na("torch/transformers not installed")
                         continue
                     target = hf_dirs[shape]
+                    if target is None:
+                        results[rkey] = na(f"no float checkpoint of the {shape} shape (written from random "
+                                           f"quantized blocks)")
+                        continue
                 else:
                     if kind == "llama.cpp" and not (llama_installed or llama_path):
                         results[rkey] = na("llama_cpp not installed")

@@ -49,6 +49,15 @@ SHAPES: Dict[str, Tuple[int, int, int, int, int, int]] = {
     "1b": (2048, 24, 16, 8192, 49152, 8192),
 }
 
+# Shapes too large for a float checkpoint here: tools/make_random_gguf.py
+# writes their GGUF files from random quantized blocks instead.
+DIRECT_SHAPES: Dict[str, Tuple[int, int, int, int, int, int]] = {
+    # bigcode/starcoder, starcoderbase (15.5B): one K/V head
+    "15b": (6144, 40, 48, 24576, 49152, 8192),
+    # the same layout at a size for tests
+    "small_direct": (256, 2, 8, 1024, 49152, 512),
+}
+
 _DTYPES = {
     "float32": ("F32", 4),
     "float16": ("F16", 2),
@@ -223,48 +232,13 @@ def _write_pytorch(path: Path, items: List[Tuple[str, Tuple[int, ...]]], dtype: 
     return total
 
 
-def make_checkpoint(
-    out_dir,
-    n_embd: int,
-    n_layer: int,
-    n_head: int,
-    n_inner: Optional[int],
-    vocab_size: int = 49152,
-    n_positions: int = 8192,
-    multi_query: bool = True,
-    dtype: str = "float32",
-    tie_word_embeddings: bool = True,
-    activation: str = "gelu_pytorch_tanh",
-    shards: int = 1,
-    seed: int = 0,
-    tokenizer_json=None,
-    layer_norm_epsilon: float = 1e-5,
-    write_lm_head: Optional[bool] = None,
-    fmt: str = "safetensors",
-    config_overrides: Optional[dict] = None,
-) -> Path:
-    """Write a random GPT-BigCode checkpoint to ``out_dir`` and return its path.
-
-    ``n_inner=None`` means 4 * n_embd (written as null, like HF). ``lm_head.weight``
-    is stored iff ``write_lm_head`` (default: iff the embeddings are untied).
-    ``fmt="pytorch"`` writes ``pytorch_model.bin`` (needs torch, single shard).
-    ``config_overrides`` are merged into config.json last (to build bad configs).
-    """
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
-    if n_embd % n_head:
-        raise ValueError("n_embd must be a multiple of n_head")
-    if shards < 1:
-        raise ValueError("shards must be >= 1")
-    if fmt not in ("safetensors", "pytorch"):
-        raise ValueError("fmt must be 'safetensors' or 'pytorch'")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if write_lm_head is None:
-        write_lm_head = not tie_word_embeddings
-    ff = n_inner if n_inner is not None else 4 * n_embd
-    specs = tensor_specs(n_embd, n_layer, n_head, ff, vocab_size, n_positions, multi_query, write_lm_head)
-
+def write_metadata(out: Path, *, n_embd: int, n_layer: int, n_head: int, n_inner: Optional[int], vocab_size: int,
+                   n_positions: int, multi_query: bool = True, dtype: str = "float16",
+                   tie_word_embeddings: bool = True, activation: str = "gelu_pytorch_tanh",
+                   layer_norm_epsilon: float = 1e-5, tokenizer_json=None,
+                   config_overrides: Optional[dict] = None) -> dict:
+    """Writes a checkpoint's config.json, generation_config.json and
+    tokenizer files (no weights) into ``out``; returns the config."""
     config = {
         "_name_or_path": out.name,
         "activation_function": activation,
@@ -316,6 +290,56 @@ def make_checkpoint(
         "model_max_length": n_positions,
     }
     (out / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2) + "\n")
+    return config
+
+
+def make_checkpoint(
+    out_dir,
+    n_embd: int,
+    n_layer: int,
+    n_head: int,
+    n_inner: Optional[int],
+    vocab_size: int = 49152,
+    n_positions: int = 8192,
+    multi_query: bool = True,
+    dtype: str = "float32",
+    tie_word_embeddings: bool = True,
+    activation: str = "gelu_pytorch_tanh",
+    shards: int = 1,
+    seed: int = 0,
+    tokenizer_json=None,
+    layer_norm_epsilon: float = 1e-5,
+    write_lm_head: Optional[bool] = None,
+    fmt: str = "safetensors",
+    config_overrides: Optional[dict] = None,
+) -> Path:
+    """Write a random GPT-BigCode checkpoint to ``out_dir`` and return its path.
+
+    ``n_inner=None`` means 4 * n_embd (written as null, like HF). ``lm_head.weight``
+    is stored iff ``write_lm_head`` (default: iff the embeddings are untied).
+    ``fmt="pytorch"`` writes ``pytorch_model.bin`` (needs torch, single shard).
+    ``config_overrides`` are merged into config.json last (to build bad configs).
+    """
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+    if n_embd % n_head:
+        raise ValueError("n_embd must be a multiple of n_head")
+    if shards < 1:
+        raise ValueError("shards must be >= 1")
+    if fmt not in ("safetensors", "pytorch"):
+        raise ValueError("fmt must be 'safetensors' or 'pytorch'")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if write_lm_head is None:
+        write_lm_head = not tie_word_embeddings
+    ff = n_inner if n_inner is not None else 4 * n_embd
+    specs = tensor_specs(n_embd, n_layer, n_head, ff, vocab_size, n_positions, multi_query, write_lm_head)
+
+    write_metadata(out, n_embd=n_embd, n_layer=n_layer, n_head=n_head, n_inner=n_inner, vocab_size=vocab_size,
+                   n_positions=n_positions, multi_query=multi_query, dtype=dtype,
+                   tie_word_embeddings=tie_word_embeddings, activation=activation,
+                   layer_norm_epsilon=layer_norm_epsilon, tokenizer_json=tokenizer_json,
+                   config_overrides=config_overrides)
 
     if fmt == "pytorch":
         if shards != 1:
