@@ -222,6 +222,7 @@ struct Levels {
       names[n++] = "avx512";
       avx512_zmm = avx512;
       avx512_zmm.level = "avx512_zmm";
+      fill_quant_legacy_avx512_zmm(avx512_zmm);
       fill_quant_gemm_avx512_zmm(avx512_zmm);
       names[n++] = "avx512_zmm";
     }

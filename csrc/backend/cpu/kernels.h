@@ -151,6 +151,8 @@ void fill_quant_gemm_avx2(CpuKernels& k);
 void fill_quant_gemm_few_avx2(CpuKernels& k);
 void fill_float_avx512(CpuKernels& k);         // kernels_avx512.cpp
 void fill_quant_legacy_avx512(CpuKernels& k);  // quant_dot_avx512.cpp
+// quant_dot_avx512.cpp, the avx512_zmm level: Q4_0 keeps the zmm tiles for 4-16 tokens too (call before the wide GEMM).
+void fill_quant_legacy_avx512_zmm(CpuKernels& k);
 void fill_quant_k_avx512(CpuKernels& k);       // quant_dot_k_avx512.cpp
 // quant_gemm_avx512.cpp: the same GEMM with VNNI; wraps the AVX-512 row kernels, so call it after them.
 void fill_quant_gemm_avx512(CpuKernels& k);
