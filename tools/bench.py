@@ -316,7 +316,6 @@ class Builder:
                 p.unlink()
         return None, "; ".join(attempts)
 
-
     def direct_gguf(self, shape: str, typ: str, out: Path, meta: Path):
         """A shape too large for a float checkpoint: random blocks written
         straight into the GGUF file (tools/make_random_gguf.py)."""

@@ -2,8 +2,8 @@
 // Each SIMD variant sits beside the plain C++ reference and is tested equal
 // to it (within float reassociation). The level is chosen once at start-up
 // from cpuid (x86-64) or the auxiliary vector (aarch64); STARCODER_CPU=
-// generic|avx2|avx512 (x86-64) or generic|neon|neon_dotprod (aarch64) forces
-// a lower one. Of the two AVX-512 levels, avx512_zmm (the prompt GEMM on
+// generic|avx2|avx512|avx512_zmm (x86-64) or generic|neon|neon_dotprod
+// (aarch64) forces another the CPU can run. Of the two AVX-512 levels, avx512_zmm (the prompt GEMM on
 // 16-row panels in 512-bit registers) is chosen where a 512-bit integer
 // multiply-add runs at full width, avx512 (8-row panels, 256-bit registers)
 // where it is split into two halves; STARCODER_CPU=avx512 or avx512_zmm
@@ -138,7 +138,7 @@ bool cpu_supports_avx2();    // AVX2 + FMA + F16C, YMM state saved
 bool cpu_supports_avx512();  // AVX-512 F/BW/DQ/VL + VNNI, ZMM state saved
 // Whether a 512-bit vpdpbusd retires at >= 1.5x the 256-bit rate (full-width
 // 512-bit units, not two 256-bit halves as on Zen 4): measured once, about
-// 2 ms, on the first call (peaks_avx512.cpp). Picks avx512_zmm over avx512.
+// 0.4 ms, on the first call (peaks_avx512.cpp). Picks avx512_zmm over avx512.
 bool cpu_runs_zmm_at_full_width();
 // Each fills its part of its level's table; a slot it leaves alone keeps the
 // kernel of the level below (avx512 starts from avx2, avx2 from generic).
@@ -151,7 +151,7 @@ void fill_quant_gemm_avx2(CpuKernels& k);
 void fill_quant_gemm_few_avx2(CpuKernels& k);
 void fill_float_avx512(CpuKernels& k);         // kernels_avx512.cpp
 void fill_quant_legacy_avx512(CpuKernels& k);  // quant_dot_avx512.cpp
-// quant_dot_avx512.cpp, the avx512_zmm level: Q4_0 keeps the zmm tiles for 4-16 tokens too (call before the wide GEMM).
+// quant_dot_avx512.cpp, the avx512_zmm level: Q4_0 keeps the zmm tiles for 4-7 tokens too (call before the wide GEMM).
 void fill_quant_legacy_avx512_zmm(CpuKernels& k);
 void fill_quant_k_avx512(CpuKernels& k);       // quant_dot_k_avx512.cpp
 // quant_gemm_avx512.cpp: the same GEMM with VNNI; wraps the AVX-512 row kernels, so call it after them.

@@ -59,43 +59,38 @@ inline __m512i int8_step(__m512i acc, __m512i w, __m512i y) {
   return acc;
 }
 
-double int8_dpbusd_zmm(int64_t iters) {
-  constexpr int kChains = 12;
-  volatile int vw = 0x01020304, vy = 0x01010101;
-  const __m512i w = _mm512_set1_epi32(vw), y = _mm512_set1_epi32(vy);
-  __m512i acc[kChains];
-  for (int j = 0; j < kChains; ++j) acc[j] = _mm512_set1_epi32(j);
-  for (int64_t it = 0; it < iters; ++it) {
-    #pragma GCC unroll 16
-    for (int j = 0; j < kChains; ++j) acc[j] = int8_step(acc[j], w, y);
-  }
-  __m512i s = acc[0];
-  for (int j = 1; j < kChains; ++j) s = _mm512_add_epi32(s, acc[j]);
-  g_sink_i = _mm512_reduce_add_epi32(s);
-  return 2.0 * 64 * kChains * double(iters);
-}
-
 // The same instruction on 256-bit registers: 32 u8 x s8 multiply-adds, 64 ops.
 inline __m256i int8_step(__m256i acc, __m256i w, __m256i y) {
   __asm__("vpdpbusd %[y], %[w], %[acc]" : [acc] "+v"(acc) : [w] "v"(w), [y] "v"(y));
   return acc;
 }
 
-double int8_dpbusd_ymm(int64_t iters) {
+// What the vpdpbusd loop needs of each register width.
+inline __m512i set1(__m512i, int v) { return _mm512_set1_epi32(v); }
+inline __m256i set1(__m256i, int v) { return _mm256_set1_epi32(v); }
+inline __m512i add32(__m512i a, __m512i b) { return _mm512_add_epi32(a, b); }
+inline __m256i add32(__m256i a, __m256i b) { return _mm256_add_epi32(a, b); }
+inline int lane_sum(__m512i s) { return _mm512_reduce_add_epi32(s); }
+inline int lane_sum(__m256i s) { return _mm256_extract_epi32(s, 0) + _mm256_extract_epi32(s, 7); }
+
+template <class V>
+double int8_dpbusd(int64_t iters) {
   constexpr int kChains = 12;
   volatile int vw = 0x01020304, vy = 0x01010101;
-  const __m256i w = _mm256_set1_epi32(vw), y = _mm256_set1_epi32(vy);
-  __m256i acc[kChains];
-  for (int j = 0; j < kChains; ++j) acc[j] = _mm256_set1_epi32(j);
+  const V w = set1(V{}, vw), y = set1(V{}, vy);
+  V acc[kChains];
+  for (int j = 0; j < kChains; ++j) acc[j] = set1(V{}, j);
   for (int64_t it = 0; it < iters; ++it) {
     #pragma GCC unroll 16
     for (int j = 0; j < kChains; ++j) acc[j] = int8_step(acc[j], w, y);
   }
-  __m256i s = acc[0];
-  for (int j = 1; j < kChains; ++j) s = _mm256_add_epi32(s, acc[j]);
-  g_sink_i = _mm256_extract_epi32(s, 0) + _mm256_extract_epi32(s, 7);
-  return 2.0 * 32 * kChains * double(iters);
+  V s = acc[0];
+  for (int j = 1; j < kChains; ++j) s = add32(s, acc[j]);
+  g_sink_i = lane_sum(s);
+  return 2.0 * double(sizeof(V)) * kChains * double(iters);  // 2 ops per byte pair
 }
+constexpr PeakLoopFn int8_dpbusd_zmm = int8_dpbusd<__m512i>;
+constexpr PeakLoopFn int8_dpbusd_ymm = int8_dpbusd<__m256i>;
 
 // Ops per second of one run of a loop on this thread.
 double rate_of(PeakLoopFn loop, int64_t iters) {
