@@ -39,10 +39,16 @@ done
 
 # qemu names every host-only feature of a CPU model it leaves out (pcid,
 # x2apic, ...), on every start; keep its other messages.
-quiet_qemu() { qemu-x86_64 "$@" 2> >(grep -v "TCG doesn't support requested feature" >&2); }
+# numpy's OpenBLAS picks its kernels by its own CPU detection, which under
+# qemu-user on a Zen 5 host named Haswell for -cpu Nehalem and died on an AVX
+# instruction at `import numpy`: it is told the emulated CPU instead (max:
+# Haswell, qemu 7.2 emulates no AVX-512). This project's dispatcher still
+# reads cpuid itself.
+quiet_qemu() { OPENBLAS_CORETYPE="$openblas_core" qemu-x86_64 "$@" 2> >(grep -v "TCG doesn't support requested feature" >&2); }
 
 for cpu in "${cpus[@]}"; do
   echo "== qemu-x86_64 -cpu $cpu"
+  case "$cpu" in max) openblas_core=Haswell ;; *) openblas_core="$cpu" ;; esac
   quiet_qemu -cpu "$cpu" "$vpy" tools/wheel_cpu_probe.py probe "$work/qemu-$cpu.npz"
   picked=$("$vpy" -c "import numpy as np, sys; print(np.load(sys.argv[1])['backend'])" "$work/qemu-$cpu.npz")
   if [ ! -f "$work/native-$picked.npz" ]; then
