@@ -22,6 +22,20 @@ sys.path.insert(0, str(REPO / "tools"))
 REQUIRE_PEERS = os.environ.get("STARCODER_REQUIRE_PEERS") == "1"
 
 
+def json_from_python(code: str, cpu_level=None):
+    """What `python -c code` prints as JSON, in a fresh process whose kernel
+    level is cpu_level (STARCODER_CPU), or the dispatcher's own choice for
+    None: the level is chosen once per process."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "STARCODER_CPU"}
+    if cpu_level is not None:
+        env["STARCODER_CPU"] = cpu_level
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
 def require(module_name: str):
     """Import a peer package, or skip (fail under STARCODER_REQUIRE_PEERS=1)."""
     if REQUIRE_PEERS:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import make_checkpoint as mc  # tools/ (conftest puts it on sys.path)
-from conftest import VOCAB_DIR, require_path, truncated_tokenizer
+from conftest import VOCAB_DIR, json_from_python, require_path, truncated_tokenizer
 
 from starcoder_cpp import _testing
 from starcoder_cpp.convert import convert_checkpoint
@@ -77,17 +77,10 @@ def generic_logits(model_files):
     return run_level(model_files.values(), "generic")
 
 
-def default_choice():
-    env = {k: v for k, v in os.environ.items() if k != "STARCODER_CPU"}
-    code = ("import json, starcoder_cpp._testing as t; "
-            "print(json.dumps([t.default_level(), t.zmm_full_width(), t.cpu_levels()]))")
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
-
-
 def test_the_default_is_the_best_level_with_avx512_split_by_the_zmm_width_probe():
-    chosen, full_width, levels = default_choice()
+    chosen, full_width, levels = json_from_python(
+        "import json, starcoder_cpp._testing as t; "
+        "print(json.dumps([t.default_level(), t.zmm_full_width(), t.cpu_levels()]))")
     if "avx512" in levels:
         assert chosen == ("avx512_zmm" if full_width else "avx512")
     else:
@@ -98,10 +91,8 @@ def test_the_default_is_the_best_level_with_avx512_split_by_the_zmm_width_probe(
 def test_either_avx512_level_can_be_forced(level):
     if level not in LEVELS:
         pytest.skip(f"this CPU has no {level} level")
-    env = dict(os.environ, STARCODER_CPU=level)
-    r = subprocess.run([sys.executable, "-c", "import starcoder_cpp._testing as t; print(t.default_level())"],
-                       env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and r.stdout.strip() == level, r.stderr
+    assert json_from_python("import json, starcoder_cpp._testing as t; print(json.dumps(t.default_level()))",
+                            level) == level
 
 
 def test_forced_generic_level_is_reported(model_files, generic_logits):

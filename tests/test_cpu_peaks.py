@@ -6,15 +6,14 @@ only that each rate is measured, or absent exactly where it should be."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
+
+from conftest import json_from_python
 
 from starcoder_cpp import _core, _testing
 
@@ -34,11 +33,8 @@ def cpu_flags() -> set:
 
 
 def peaks_at(level: str, n_threads: int = 1) -> dict:
-    env = dict(os.environ, STARCODER_CPU=level)
-    code = f"import json, starcoder_cpp._core as c; print(json.dumps(c.cpu_peaks({n_threads})))"
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    return json_from_python(f"import json, starcoder_cpp._core as c; print(json.dumps(c.cpu_peaks({n_threads})))",
+                            level)
 
 
 def positive(x) -> bool:
@@ -67,12 +63,8 @@ def test_bf16_is_measured_exactly_where_the_avx512_level_has_avx512_bf16(level):
 
 
 def test_the_default_level_is_the_dispatchers_choice():
-    env = {k: v for k, v in os.environ.items() if k != "STARCODER_CPU"}
-    code = ("import json, starcoder_cpp._core as c, starcoder_cpp._testing as t; "
-            "print(json.dumps([c.cpu_peaks(2), t.default_level()]))")
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    p, chosen = json.loads(r.stdout)
+    p, chosen = json_from_python("import json, starcoder_cpp._core as c, starcoder_cpp._testing as t; "
+                                 "print(json.dumps([c.cpu_peaks(2), t.default_level()]))")
     assert p["level"] == chosen
     assert p["n_threads"] == 2 and positive(p["fp32_gflops"])
 

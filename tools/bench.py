@@ -60,7 +60,7 @@ from typing import Dict, List, Optional
 REPO = Path(__file__).resolve().parents[1]
 CORE_BENCH_FILE = REPO / "python" / "starcoder_cpp" / "bench.py"
 sys.path.insert(0, str(REPO / "tools"))
-from make_checkpoint import DIRECT_SHAPES  # noqa: E402  (numpy only: no native library in this process)
+from make_checkpoint import DIRECT_SHAPES, SHAPES  # noqa: E402  (numpy only: no native library in this process)
 
 TYPES = {  # name -> (label, llama.cpp LLAMA_FTYPE_MOSTLY_*)
     "f16": ("F16", 1),
@@ -253,7 +253,7 @@ class Builder:
         workdir.mkdir(parents=True, exist_ok=True)
 
     def hf(self, shape: str) -> Path:
-        from make_checkpoint import SHAPES, make_checkpoint
+        from make_checkpoint import make_checkpoint
 
         d = self.workdir / f"{shape}-hf"
         if (d / ".complete").exists() and not self.rebuild:
@@ -334,8 +334,6 @@ class Builder:
 def shape_dims(shape: str):
     """(n_embd, n_layer, n_head, n_inner, vocab_size, n_positions) of a
     checkpoint shape or a directly written one."""
-    from make_checkpoint import SHAPES
-
     return SHAPES[shape] if shape in SHAPES else DIRECT_SHAPES[shape]
 
 
@@ -580,8 +578,6 @@ def main(argv=None) -> int:
 
 def run_benchmark(args) -> int:
     core = load_core_bench()
-    from make_checkpoint import SHAPES
-
     shapes = ["tiny_starcoder_py"] if args.quick else [s for s in args.shapes.split(",") if s]
     types = ["f16"] if args.quick else [t.lower() for t in args.types.split(",") if t]
     for s in shapes:

@@ -487,7 +487,7 @@ void run_tile(Halves<2>, int64_t nb, const KPanel& p, const uint8_t* acts, size_
 // What a GEMM of 8 * H-row panels hands the rest to (decode, and rows that
 // do not fill a panel): the level's row kernels below the 8-row GEMM, the
 // 8-row GEMM below the 16-row one.
-QuantDotFn below[3][kQuantSlots];
+QuantDotFn below[2][kQuantSlots];  // [H - 1]
 
 template <class F, int H>
 void quant_gemm(int64_t n, const void* w, size_t w_stride, int n_w, const void* acts, size_t act_stride,
@@ -514,13 +514,13 @@ void quant_gemm(int64_t n, const void* w, size_t w_stride, int n_w, const void* 
     }
   }
   if (n_panel_rows < n_w)
-    below[H][F::kSlot](n, wp + size_t(n_panel_rows) * w_stride, w_stride, n_w - n_panel_rows, acts, act_stride,
+    below[H - 1][F::kSlot](n, wp + size_t(n_panel_rows) * w_stride, w_stride, n_w - n_panel_rows, acts, act_stride,
                        n_act, out + n_panel_rows, out_stride);
 }
 
 template <int H>
 void install(CpuKernels& k) {
-  for (int slot : {kQ4_0, kQ8_0, kQ2_K, kQ3_K, kQ4_K, kQ5_K, kQ6_K}) below[H][slot] = k.quant_dot[slot];
+  for (int slot : {kQ4_0, kQ8_0, kQ2_K, kQ3_K, kQ4_K, kQ5_K, kQ6_K}) below[H - 1][slot] = k.quant_dot[slot];
   k.quant_dot[kQ4_0] = quant_gemm<Q4_0, H>;
   k.quant_dot[kQ8_0] = quant_gemm<Q8_0, H>;
   k.quant_dot[kQ2_K] = quant_gemm<Q2_K, H>;
