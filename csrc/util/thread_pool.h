@@ -1,5 +1,7 @@
-// A persistent pool of worker threads: parallel_for hands each thread one
-// contiguous slice of [0, n); no thread is created per call.
+// A persistent pool of worker threads: parallel_for splits [0, n) into a
+// few contiguous chunks per thread, which the threads take in turn (so a
+// thread slowed by its neighbours does not hold up the rest); no thread is
+// created per call.
 //
 // A forward pass makes ~10 parallel calls per layer, each a few tens of
 // microseconds at decode. Waking a thread through a condition variable costs
@@ -27,14 +29,18 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int size() const { return n_threads_; }
-  // Calls fn(begin, end, thread_index) on disjoint slices covering [0, n),
-  // the calling thread taking slice 0. Returns when all slices are done.
-  // Slices are multiples of `grain` (except the last). Not reentrant: one
+  // Calls fn(begin, end, thread_index) on disjoint chunks covering [0, n);
+  // a thread may get several chunks, or none. Thread i starts with chunk i
+  // (the caller with chunk 0), so with at most one chunk per thread the
+  // split is static. Returns when all chunks are done. Chunks start at
+  // multiples of `grain`. Not reentrant: one
   // caller at a time (each Model owns its pool and serialises its calls).
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn);
 
  private:
   void worker(int index);
+  // Runs chunk `index`, then claims chunks from next_chunk_ until none is left.
+  void run_chunks(int index);
   void stop_and_join();
   // Waits until generation_ differs from `seen` (or stop); returns false on stop.
   bool wait_for_job(uint64_t seen);
@@ -43,7 +49,8 @@ class ThreadPool {
   std::vector<std::thread> threads_;
   // The current job (written before generation_ is bumped, read after).
   const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
-  int64_t job_n_ = 0, job_chunk_ = 0;
+  int64_t job_n_ = 0, job_chunk_ = 0, job_n_chunks_ = 0;
+  std::atomic<int64_t> next_chunk_{0};
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<int> sleeping_{0};
