@@ -140,6 +140,36 @@ def test_tool_describes_the_cpu_and_the_isa_extensions_that_matter(tmp_path):
     assert [f for f, ok in d["isa"].items() if ok] == ["asimd", "asimddp", "i8mm"]
 
 
+def test_transformers_peer_uses_bf16_only_where_the_cpu_multiplies_bf16_in_hardware():
+    sys.path.insert(0, str(REPO / "tools"))
+    import bench as tool  # tools/bench.py
+
+    assert tool.hf_dtype({"avx2": True, "avx512f": True, "avx512_bf16": True}) == "bf16"
+    assert tool.hf_dtype({"avx2": True, "amx_bf16": True}) == "bf16"
+    assert tool.hf_dtype({"asimd": True, "bf16": True}) == "bf16"
+    assert tool.hf_dtype({"avx2": True, "avx512f": True, "avx512_bf16": False}) == "fp32"
+    assert tool.hf_dtype({}) == "fp32"  # nothing known about the CPU
+
+
+def test_transformers_peer_session_in_float32_continues_its_cache(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    sys.path.insert(0, str(REPO / "tools"))
+    import bench as tool  # tools/bench.py
+    from make_checkpoint import make_checkpoint
+
+    make_checkpoint(str(tmp_path), n_embd=64, n_layer=2, n_head=4, n_inner=256, vocab_size=512, n_positions=64,
+                    dtype="float16")
+    s = tool.TransformersSession(str(tmp_path), 1, "fp32")
+    assert next(s.model.parameters()).dtype == s.torch.float32
+    s.eval([1, 2, 3])
+    continued = s.eval([4])
+    s.reset()
+    whole = s.eval([1, 2, 3, 4])
+    assert continued.shape == (512,) and np.isfinite(continued).all()
+    np.testing.assert_allclose(continued, whole, rtol=1e-4, atol=1e-4)
+
+
 def test_fit_config_shrinks_the_workload_to_the_model():
     from starcoder_cpp import bench
 

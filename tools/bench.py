@@ -12,8 +12,9 @@ own), on random-weight GPT-BigCode checkpoints this tool builds and caches in
 * starcoder-cpp on the GGUF file;
 * llama.cpp (the installed llama-cpp-python) on the same GGUF file, same
   n_threads, n_batch 512, flash attention on (its fastest CPU setting);
-* Hugging Face transformers, bf16, on the Hugging Face checkpoint (one run per
-  shape, shown beside every type).
+* Hugging Face transformers on the Hugging Face checkpoint (one run per
+  shape, shown beside every type), in bf16 where the CPU multiplies bf16 in
+  hardware, else in float32 (hf_dtype).
 
 Two tiers: "this machine" (this project's best kernels vs the installed
 llama.cpp) and "laptop" (STARCODER_CPU=avx2 vs a llama.cpp built for
@@ -134,18 +135,19 @@ class LlamaCppSession:
 
 
 class TransformersSession:
-    """GPTBigCodeForCausalLM in bf16; one forward per eval, with the KV cache."""
+    """GPTBigCodeForCausalLM in bf16 or fp32; one forward per eval, with the KV cache."""
 
-    def __init__(self, hf_dir: str, n_threads: int):
+    def __init__(self, hf_dir: str, n_threads: int, dtype: str):
         import torch
         from transformers import GPTBigCodeForCausalLM
 
         torch.set_num_threads(n_threads)
         self.torch = torch
+        torch_dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
         try:
-            self.model = GPTBigCodeForCausalLM.from_pretrained(hf_dir, dtype=torch.bfloat16)
+            self.model = GPTBigCodeForCausalLM.from_pretrained(hf_dir, dtype=torch_dtype)
         except TypeError:  # transformers < 4.56
-            self.model = GPTBigCodeForCausalLM.from_pretrained(hf_dir, torch_dtype=torch.bfloat16)
+            self.model = GPTBigCodeForCausalLM.from_pretrained(hf_dir, torch_dtype=torch_dtype)
         self.model.eval()
         self.past = None
 
@@ -197,10 +199,10 @@ def child_main(spec: dict) -> dict:
         import torch
         import transformers
 
-        r = core.run_suite(lambda: TransformersSession(spec["path"], n), plan)
+        r = core.run_suite(lambda: TransformersSession(spec["path"], n, spec["dtype"]), plan)
         cap = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "?")()
         r.update(system="transformers", backend=f"torch {torch.__version__} ({cap}), transformers "
-                 f"{transformers.__version__}, bf16", n_threads=torch.get_num_threads())
+                 f"{transformers.__version__}, {spec['dtype']}", n_threads=torch.get_num_threads())
         return r
     raise ValueError(f"unknown system {system!r}")
 
@@ -350,9 +352,10 @@ def warm_page_cache(path: Path) -> None:
                 pass
 
 
-def hf_bytes_per_token(hf_dir: Path) -> int:
-    """Bytes of bf16 weights one decode step reads (2-D weights and the tied
-    head), from the safetensors headers."""
+def hf_bytes_per_token(hf_dir: Path, bytes_per_weight: int = 2) -> int:
+    """Bytes of weights one decode step reads (2-D weights and the tied
+    head) at bytes_per_weight (2 for bf16, 4 for fp32), from the
+    safetensors headers."""
     total = 0
     tied_wte = 0
     has_head = False
@@ -363,7 +366,7 @@ def hf_bytes_per_token(hf_dir: Path) -> int:
         for name, t in header.items():
             if name == "__metadata__" or len(t["shape"]) < 2:
                 continue
-            nbytes = 2
+            nbytes = bytes_per_weight
             for d in t["shape"]:
                 nbytes *= d
             if name.endswith("wte.weight"):
@@ -419,6 +422,17 @@ def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> dict:
 
 
 PEAK_RATES = ("fp32_gflops", "int8_gops", "bf16_gflops")
+
+
+def hf_dtype(isa: dict) -> str:
+    """transformers' dtype on this CPU: bf16 where it multiplies bf16 in
+    hardware (AVX512_BF16 or AMX on x86, BF16 on ARM: what oneDNN uses),
+    else fp32. Without that hardware torch widens every bf16 matmul to
+    float32 on the fly: on a Zen 3 (AVX2 only) its tiny_starcoder_py prompt
+    ran at 9% of the fp32 bound and one 1B-shape suite took over 6 minutes,
+    a peer far slower than the same library in float32."""
+    return "bf16" if any(isa.get(f) for f in ("avx512_bf16", "amx_bf16", "bf16")) else "fp32"
+
 
 
 def median_peaks(rounds: List[dict]) -> Optional[dict]:
@@ -610,6 +624,7 @@ def run_benchmark(args) -> int:
     # --- what can run ------------------------------------------------------
     llama_installed = importlib.util.find_spec("llama_cpp") is not None
     transformers_installed = all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers"))
+    hf_kind = hf_dtype(cpu_description()["isa"])
     base_env = dict(os.environ, OMP_NUM_THREADS=str(n))
     base_env.pop("STARCODER_CPU", None)
     avx2_env = dict(base_env, STARCODER_CPU="avx2")
@@ -632,7 +647,7 @@ def run_benchmark(args) -> int:
         if "llama_cpp" in peers:
             systems["llama"] = ("llama.cpp", "llama.cpp", base_env, None)
         if "transformers" in peers:
-            systems["hf"] = ("transformers bf16", "transformers", base_env, None)
+            systems["hf"] = (f"transformers {hf_kind}", "transformers", base_env, None)
     if "laptop" in tiers:
         if avx2_backend == best_backend and "ours" in systems:
             notes.append(f"laptop tier: this project's best level here is already {best_backend}, so its "
@@ -668,7 +683,8 @@ def run_benchmark(args) -> int:
             path, why = builder.gguf(shape, typ)
             files[(shape, typ)] = (path, why)
             bpt[(shape, typ)] = core.decode_bytes_per_token(path) if path else None
-        bpt[(shape, "bf16")] = hf_bytes_per_token(hf_dirs[shape]) if hf_dirs[shape] else None
+        bpt[(shape, "hf")] = (hf_bytes_per_token(hf_dirs[shape], 2 if hf_kind == "bf16" else 4)
+                              if hf_dirs[shape] else None)
 
     plan_cache: Dict[str, Path] = {}
 
@@ -747,8 +763,8 @@ def run_benchmark(args) -> int:
                     warm_page_cache(target)
                     warmed.add(target)
                 spec = {"system": kind, "path": str(target), "n_threads": n, "plan": str(plan_for(shape)),
-                        "llama_path": llama_path}
-                log(f"  {shape} {typ or 'bf16'}: {label}")
+                        "llama_path": llama_path, "dtype": hf_kind}
+                log(f"  {shape} {typ or hf_kind}: {label}")
                 t0 = time.time()
                 r = run_child(["--child", json.dumps(spec)], env, args.child_timeout)
                 r.update(key=key, shape=shape, type=typ, round=rnd, wall_s=time.time() - t0)
@@ -774,7 +790,7 @@ def run_benchmark(args) -> int:
             pops[(shape, typ)] = (core.prompt_ops(path, cfg.prompt_tokens),
                                   core.prompt_ops(path, cfg.prompt_tokens, last_token_only=False))
     md = report(args, cfg, shapes, types, systems, results, files, bpt, bw, bandwidths, notes, best_backend,
-                avx2_backend, load_avg, time.time() - t_start, repeat, peaks, peak_errors, pops)
+                avx2_backend, load_avg, time.time() - t_start, repeat, peaks, peak_errors, pops, hf_kind)
     print(md)
     if args.out:
         Path(args.out).write_text(md + "\n")
@@ -795,19 +811,20 @@ def _first(results, key):
     return None
 
 
-def _hf_peak(peaks: dict):
-    """transformers' bf16 matmuls: the AVX512_BF16 peak where this CPU has
-    it (oneDNN uses it), else float32 FMA (bf16 converted to f32)."""
+def _hf_peak(peaks: dict, dtype: str):
+    """The peak of transformers' matmuls: for bf16 the AVX512_BF16 peak
+    where this CPU has it (oneDNN uses it), else (and for fp32) float32 FMA."""
     p = peaks.get("this")
     if not p:
         return None, ""
-    if p.get("bf16_gflops"):
+    if dtype == "bf16" and p.get("bf16_gflops"):
         return p["bf16_gflops"], "bf16"
     return p.get("fp32_gflops"), "fp32 FMA"
 
 
 def report(args, cfg, shapes, types, systems, results, files, bpt, bw, bandwidths, notes, best_backend,
-           avx2_backend, load_avg, elapsed, repeat, peaks=None, peak_errors=None, pops=None) -> str:
+           avx2_backend, load_avg, elapsed, repeat, peaks=None, peak_errors=None, pops=None,
+           hf_kind="bf16") -> str:
     c = vars(cfg)
     peaks, peak_errors, pops = peaks or {}, peak_errors or {}, pops or {}
     out: List[str] = []
@@ -856,7 +873,7 @@ def report(args, cfg, shapes, types, systems, results, files, bpt, bw, bandwidth
                        f"round{'s' if p['rounds'] > 1 else ''}): fp32 {_peak_text(p, 'fp32_gflops', 'GFLOP/s', 'fp32_instruction')}; int8 "
                        f"{_peak_text(p, 'int8_gops', 'GOP/s', 'int8_instruction')}; bf16 {bf16}")
     if peaks:
-        hf_peak, hf_kind = _hf_peak(peaks)
+        hf_peak, hf_peak_kind = _hf_peak(peaks, hf_kind)
         attention_share = []  # attention ops / weight ops, per shape (the same for every type)
         for shape in shapes:
             ops = next((o for (s2, _t), (o, _hf) in pops.items() if s2 == shape), None)
@@ -867,7 +884,7 @@ def report(args, cfg, shapes, types, systems, results, files, bpt, bw, bandwidth
                    f"prompt path converts to f32). Rows: every prompt token, but the last block after attention "
                    f"and the LM head run on the last token only (its logits are all that is wanted), as in this "
                    f"project and llama.cpp; transformers: every token through every block, at the "
-                   f"{hf_kind or '?'} peak. Attention (QKᵀ and PV, float) is not counted: it would add "
+                   f"{hf_peak_kind or '?'} peak. Attention (QKᵀ and PV, float) is not counted: it would add "
                    f"{', '.join(attention_share) or '?'} to the weight ops at {c['prompt_tokens']} tokens")
     out.append(f"- starcoder-cpp kernels: best {best_backend}" + (f", STARCODER_CPU=avx2 → {avx2_backend}"
                                                                   if avx2_backend else ""))
@@ -885,7 +902,7 @@ def report(args, cfg, shapes, types, systems, results, files, bpt, bw, bandwidth
     if "ours" in systems:
         cols = [("llama", "llama.cpp")] if "llama" in systems else []
         if "hf" in systems:
-            cols.append(("hf", "transformers bf16"))
+            cols.append(("hf", systems["hf"][0]))
         tier_cols.append(("This machine", "ours", cols, "this"))
     if "laptop" in args.tiers.split(","):
         ours_key = "ours_avx2" if "ours_avx2" in systems else "ours"
@@ -894,7 +911,7 @@ def report(args, cfg, shapes, types, systems, results, files, bpt, bw, bandwidth
             tier_cols.append(("Laptop (AVX2 only)", ours_key, cols, "laptop"))
 
     summary_rows = []
-    hf_peak, _ = _hf_peak(peaks)
+    hf_peak, _ = _hf_peak(peaks, hf_kind)
     for tier, ours_key, cols, tier_key in tier_cols:
         p = peaks.get(tier_key) or {}
         out.append(f"## {tier}")
@@ -903,7 +920,7 @@ def report(args, cfg, shapes, types, systems, results, files, bpt, bw, bandwidth
             for typ in types:
                 path, made_by = files[(shape, typ)]
                 b_file = bpt.get((shape, typ))
-                b_hf = bpt.get((shape, "bf16"))
+                b_hf = bpt.get((shape, "hf"))
                 bound = bw * 1e9 / b_file if (bw and b_file) else None
                 bound_hf = bw * 1e9 / b_hf if (bw and b_hf) else None
                 ops, ops_hf = pops.get((shape, typ), (None, None))
@@ -917,7 +934,7 @@ def report(args, cfg, shapes, types, systems, results, files, bpt, bw, bandwidth
                            + (f"; prompt compute bound {cbound:.0f} tok/s "
                               f"({_ops_text((ops['int8'] + ops['float']) / c['prompt_tokens'])}/token)"
                               if cbound else "")
-                           + (f"; transformers bf16 reads {b_hf / 1e6:.0f} MB/token, bandwidth bound "
+                           + (f"; {systems['hf'][0]} reads {b_hf / 1e6:.0f} MB/token, bandwidth bound "
                               f"{bound_hf:.1f} tok/s" + (f", prompt compute bound {cbound_hf:.0f} tok/s"
                                                          if cbound_hf else "")
                               if bound_hf and "hf" in [k for k, _ in cols] else ""))
