@@ -434,7 +434,6 @@ def hf_dtype(isa: dict) -> str:
     return "bf16" if any(isa.get(f) for f in ("avx512_bf16", "amx_bf16", "bf16")) else "fp32"
 
 
-
 def median_peaks(rounds: List[dict]) -> Optional[dict]:
     """Each rate's median over the rounds (None where a level has no such
     kernel); the level and instruction names of the first round."""
