@@ -143,7 +143,7 @@ class TransformersSession:
 
         torch.set_num_threads(n_threads)
         self.torch = torch
-        torch_dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+        torch_dtype = getattr(torch, HF_DTYPES[dtype][0])
         try:
             self.model = GPTBigCodeForCausalLM.from_pretrained(hf_dir, dtype=torch_dtype)
         except TypeError:  # transformers < 4.56
@@ -424,6 +424,10 @@ def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> dict:
 PEAK_RATES = ("fp32_gflops", "int8_gops", "bf16_gflops")
 
 
+# transformers' dtypes: torch's name and bytes per weight
+HF_DTYPES = {"bf16": ("bfloat16", 2), "fp32": ("float32", 4)}
+
+
 def hf_dtype(isa: dict) -> str:
     """transformers' dtype on this CPU: bf16 where it multiplies bf16 in
     hardware (AVX512_BF16 or AMX on x86, BF16 on ARM: what oneDNN uses),
@@ -682,7 +686,7 @@ def run_benchmark(args) -> int:
             path, why = builder.gguf(shape, typ)
             files[(shape, typ)] = (path, why)
             bpt[(shape, typ)] = core.decode_bytes_per_token(path) if path else None
-        bpt[(shape, "hf")] = (hf_bytes_per_token(hf_dirs[shape], 2 if hf_kind == "bf16" else 4)
+        bpt[(shape, "hf")] = (hf_bytes_per_token(hf_dirs[shape], HF_DTYPES[hf_kind][1])
                               if hf_dirs[shape] else None)
 
     plan_cache: Dict[str, Path] = {}
@@ -871,8 +875,8 @@ def report(args, cfg, shapes, types, systems, results, files, bpt, bw, bandwidth
                        f"our kernels use, {p['n_threads']} threads, best of 3 × 0.1 s, median of {p['rounds']} "
                        f"round{'s' if p['rounds'] > 1 else ''}): fp32 {_peak_text(p, 'fp32_gflops', 'GFLOP/s', 'fp32_instruction')}; int8 "
                        f"{_peak_text(p, 'int8_gops', 'GOP/s', 'int8_instruction')}; bf16 {bf16}")
+    hf_peak, hf_peak_kind = _hf_peak(peaks, hf_kind)
     if peaks:
-        hf_peak, hf_peak_kind = _hf_peak(peaks, hf_kind)
         attention_share = []  # attention ops / weight ops, per shape (the same for every type)
         for shape in shapes:
             ops = next((o for (s2, _t), (o, _hf) in pops.items() if s2 == shape), None)
@@ -910,7 +914,6 @@ def report(args, cfg, shapes, types, systems, results, files, bpt, bw, bandwidth
             tier_cols.append(("Laptop (AVX2 only)", ours_key, cols, "laptop"))
 
     summary_rows = []
-    hf_peak, _ = _hf_peak(peaks, hf_kind)
     for tier, ours_key, cols, tier_key in tier_cols:
         p = peaks.get(tier_key) or {}
         out.append(f"## {tier}")

@@ -97,7 +97,6 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   job_ = &fn;
   job_n_ = n;
   job_chunk_ = chunk;
-  job_n_chunks_ = (n + chunk - 1) / chunk;
   next_chunk_.store(n_threads_, std::memory_order_relaxed);
   pending_.store(n_threads_ - 1);
   generation_.fetch_add(1);  // publishes the job (seq_cst: ordered before the read of sleeping_)
@@ -136,7 +135,7 @@ bool ThreadPool::wait_for_job(uint64_t seen) {
 }
 
 void ThreadPool::run_chunks(int index) {
-  const int64_t n = job_n_, chunk = job_chunk_, n_chunks = job_n_chunks_;
+  const int64_t n = job_n_, chunk = job_chunk_, n_chunks = (n + chunk - 1) / chunk;
   for (int64_t c = index; c < n_chunks; c = next_chunk_.fetch_add(1, std::memory_order_relaxed)) {
     const int64_t begin = c * chunk;
     (*job_)(begin, std::min(n, begin + chunk), index);

@@ -49,7 +49,7 @@ class ThreadPool {
   std::vector<std::thread> threads_;
   // The current job (written before generation_ is bumped, read after).
   const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
-  int64_t job_n_ = 0, job_chunk_ = 0, job_n_chunks_ = 0;
+  int64_t job_n_ = 0, job_chunk_ = 0;
   std::atomic<int64_t> next_chunk_{0};
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
