@@ -31,6 +31,7 @@
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 
+#include <cstddef>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -44,7 +45,12 @@ namespace sc {
 namespace {
 
 constexpr int kPanelRows = 8;   // weight rows per panel: one int32/float lane each
-constexpr int kTokenTile = 4;   // activation rows per pass over a panel
+// Activation rows per pass over a panel (the formats' kTokenTile): 4 for
+// Q4_0/Q8_0; 6 for the k-quants, whose longer int16 chains and per-group
+// scale multiply leave registers for 6 (2-core Zen 3, one thread, 512 rows
+// of 2048, GMAC/s at 4 / 6 rows: Q4_K 82 / 85, Q6_K 71 / 73; Q4_0 84 / 78).
+// The 16-row panels keep 4 (kTokenTileWide).
+constexpr int kTokenTileWide = 4;
 // Below a format's kMinTokens activation rows the row kernel is faster: the
 // panel is packed per call, and a few tokens do not pay for it (a server's
 // batched decode is 2-16 rows). Measured with 2 threads at the 1B shape's
@@ -91,6 +97,9 @@ class VecStore {
   void resize(size_t n) { v_.resize((n + 1) / 2); }
   Vec32& operator[](size_t i) { return v_[i / 2].half[i % 2]; }
   const Vec32& operator[](size_t i) const { return v_[i / 2].half[i % 2]; }
+  // Vector i onwards as plain bytes (the vectors are contiguous, 32 bytes
+  // each), so that a kernel can step through them by constant offsets.
+  const uint8_t* bytes(size_t i) const { return reinterpret_cast<const uint8_t*>(v_.data()) + 32 * i; }
 
  private:
   std::vector<Vec64> v_;
@@ -114,6 +123,7 @@ struct Q4_0 {
   static constexpr int kSlot = kQ4_0;
   static constexpr int kMinTokens = kMinTokensQ4_0;
   static constexpr int kMinTokensWide = kMinTokensQ4_0Wide;
+  static constexpr int kTokenTile = 4;
   static constexpr int kZero = 8;  // code of weight 0
   static constexpr bool kOffset = true;
   static constexpr int64_t kBlock = QK8_0;
@@ -137,6 +147,7 @@ struct Q8_0 {
   static constexpr int kSlot = kQ8_0;
   static constexpr int kMinTokens = kMinTokensQ8_0;
   static constexpr int kMinTokensWide = kMinTokensQ8_0;
+  static constexpr int kTokenTile = 4;
   static constexpr int kZero = kVnni ? 128 : 0;
   static constexpr bool kOffset = kVnni;
   static constexpr int64_t kBlock = QK8_0;
@@ -186,37 +197,53 @@ struct ActScales {
   }
 };
 
+// Keeps v in a register as it is, so that the compiler cannot regroup a
+// chain of integer adds into a tree (which needs more live registers than
+// AVX2 has and spills: measured 1.6x slower).
+template <class V>
+inline void keep(V& v) {
+  asm("" : "+x"(v));
+}
+
 // T activation rows against one panel: out[t * out_stride + r] for r < 8.
-// The group loop is kept rolled: unrolled, GCC regroups the int16 sums
-// into a tree and spills them (measured 1.6x slower).
+// The 8 groups of a block are unrolled, their codes read at constant
+// offsets from one pointer.
 template <class F, int T>
 void panel_tile(int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const float* dy,
                 const int32_t* corr, int64_t ld, float* out, size_t out_stride) {
   const __m256i ones16 = _mm256_set1_epi16(1);
   __m256 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const int8_t* y[T];
-    for (int t = 0; t < T; ++t) y[t] = reinterpret_cast<const block_q8_0*>(acts + size_t(t) * act_stride)[b].qs;
+  const uint8_t* wb = p.codes.bytes(0);
+  const uint8_t* yb = acts + offsetof(block_q8_0, qs);
+  for (int64_t b = 0; b < nb; ++b, wb += 8 * 32, yb += sizeof(block_q8_0)) {
     __m256i s[T];
-    for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_si256();
-#pragma GCC unroll 1
+#pragma GCC unroll 8
     for (int g = 0; g < 8; ++g) {
-      const __m256i w = load_vec(p.codes[size_t(b) * 8 + size_t(g)]);
+      const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(wb + 32 * g));
       if constexpr (F::kOffset) {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-        for (int t = 0; t < T; ++t) s[t] = _mm256_dpbusd_epi32(s[t], w, _mm256_set1_epi32(load_i32(y[t] + 4 * g)));
+        for (int t = 0; t < T; ++t) {
+          const __m256i y = _mm256_set1_epi32(load_i32(yb + size_t(t) * act_stride + 4 * g));
+          s[t] = g == 0 ? _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, y) : _mm256_dpbusd_epi32(s[t], w, y);
+          keep(s[t]);
+        }
 #else
         // codes <= 15: 8 groups of pair sums stay below 8 * 2 * 15 * 128 < 2^15
-        for (int t = 0; t < T; ++t)
-          s[t] = _mm256_add_epi16(s[t], _mm256_maddubs_epi16(w, _mm256_set1_epi32(load_i32(y[t] + 4 * g))));
+        for (int t = 0; t < T; ++t) {
+          const __m256i m = _mm256_maddubs_epi16(w, _mm256_set1_epi32(load_i32(yb + size_t(t) * act_stride + 4 * g)));
+          s[t] = g == 0 ? m : _mm256_add_epi16(s[t], m);
+          keep(s[t]);
+        }
 #endif
       } else {
         // |w| * |y| pair sums reach 2 * 128 * 127: widen every group
         const __m256i aw = _mm256_sign_epi8(w, w);
         for (int t = 0; t < T; ++t) {
-          const __m256i ys = _mm256_sign_epi8(_mm256_set1_epi32(load_i32(y[t] + 4 * g)), w);
-          s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, ys), ones16));
+          const __m256i ys = _mm256_sign_epi8(_mm256_set1_epi32(load_i32(yb + size_t(t) * act_stride + 4 * g)), w);
+          const __m256i m = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, ys), ones16);
+          s[t] = g == 0 ? m : _mm256_add_epi32(s[t], m);
+          keep(s[t]);
         }
       }
     }
@@ -269,6 +296,7 @@ struct KFormat {
   static constexpr int kSlot = kSlot_;
   static constexpr int kMinTokens = kMinTokensK;
   static constexpr int kMinTokensWide = kMinTokensK;
+  static constexpr int kTokenTile = 6;
   static constexpr bool kSameScale = kSameScale_;
   static constexpr int kZero = 0;
   static constexpr bool kOffset = false;  // the offsets are in the panel's bsum coefficients
@@ -317,16 +345,22 @@ void kpanel_tile(int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_st
     for (int t = 0; t < T; ++t) y[t] = act_row(acts, act_stride, t) + i;
     __m256i s32[T];
     for (int t = 0; t < T; ++t) s32[t] = _mm256_setzero_si256();
+    const uint8_t* wc = p.codes.bytes(size_t(i) * 64);
+    const uint8_t* wsc = p.sc.bytes(size_t(i) * 16);
 #pragma GCC unroll 1
-    for (int k = 0; k < 16; ++k) {  // 16-element groups
-      const __m256i sc = load_vec(p.sc[size_t(i) * 16 + size_t(k)]);
+    for (int k = 0; k < 16; ++k, wc += 4 * 32, wsc += 32) {  // 16-element groups
+      const __m256i sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(wsc));
+#pragma GCC unroll 4
       for (int g0 = 0; g0 < 4; g0 += F::kGroupsPerSum) {
         __m256i s16[T];
-        for (int t = 0; t < T; ++t) s16[t] = _mm256_setzero_si256();
+#pragma GCC unroll 4
         for (int g = g0; g < g0 + F::kGroupsPerSum; ++g) {
-          const __m256i w = load_vec(p.codes[size_t(i) * 64 + size_t(k) * 4 + size_t(g)]);
-          for (int t = 0; t < T; ++t)
-            s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(w, _mm256_set1_epi32(load_i32(y[t]->qs + 16 * k + 4 * g))));
+          const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(wc + 32 * g));
+          for (int t = 0; t < T; ++t) {
+            const __m256i m = _mm256_maddubs_epi16(w, _mm256_set1_epi32(load_i32(y[t]->qs + 16 * k + 4 * g)));
+            s16[t] = g == g0 ? m : _mm256_add_epi16(s16[t], m);
+            keep(s16[t]);
+          }
         }
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
         for (int t = 0; t < T; ++t) s32[t] = _mm256_dpwssd_epi32(s32[t], s16[t], sc);
@@ -505,8 +539,9 @@ void quant_gemm(int64_t n, const void* w, size_t w_stride, int n_w, const void* 
     for (int r0 = 0; r0 < n_panel_rows; r0 += kRows) {
       pack_rows<F>(wp + size_t(r0) * w_stride, w_stride, nb, H, panel);
       int a = 0;
-      for (; a + kTokenTile <= n_act; a += kTokenTile)
-        run_tile<F, kTokenTile>(Halves<H>(), nb, panel, xp + size_t(a) * act_stride, act_stride, scales, a,
+      constexpr int kTile = H == 2 ? kTokenTileWide : F::kTokenTile;
+      for (; a + kTile <= n_act; a += kTile)
+        run_tile<F, kTile>(Halves<H>(), nb, panel, xp + size_t(a) * act_stride, act_stride, scales, a,
                                 out + size_t(a) * out_stride + r0, out_stride);
       for (; a < n_act; ++a)
         run_tile<F, 1>(Halves<H>(), nb, panel, xp + size_t(a) * act_stride, act_stride, scales, a,
