@@ -53,22 +53,21 @@ constexpr int kPanelRows = 8;   // weight rows per panel: one int32/float lane e
 constexpr int kTokenTileWide = 4;
 // Below a format's kMinTokens activation rows the row kernel is faster: the
 // panel is packed per call, and a few tokens do not pay for it (a server's
-// batched decode is 2-16 rows). Measured with 2 threads at the 1B shape's
-// widths (Zen 3), GEMM / row GMAC/s: Q4_0 4 rows 35/45, 8 rows 50/39; Q8_0
-// 34/41, 46/40; Q4_K 8 rows 37/78, 16 rows 58/61; Q6_K 30/49, 54/52. The
-// k-quants' packing decodes every block, so they cross over later. (At the
-// 768-wide tiny_starcoder_py shape Q8_0 crosses over later too, 8 rows
-// 33/42, 16 rows 53/45.) Q8_0 therefore starts at 16: in whole 8-sequence
-// decode steps (Model::eval_batch) the row kernel measured 36-39 ms against
-// the GEMM's 45-53 at the tiny_starcoder_py shape and 237-247 against
-// 248-272 at the 1B shape. Q4_0 calls of 4-16 rows go to the few-token
-// GEMM (quant_gemm_few_avx2.cpp) at both levels, so Q4_0 starts at 17.
+// batched decode is 2-16 rows). The k-quants' packing decodes every block,
+// so they cross over later. Whole batched decode steps (Engine.step, 2-core
+// Zen 3, 2 threads, ms per step, row kernel / panel GEMM since the tiles
+// were unrolled): Q8_0 at the 1B shape, 4 sequences 100-101 / 107-114,
+// 8: 193-218 / 163-179; at the tiny_starcoder_py shape, 4: 15 / 18, 8: 28 /
+// 26. Q4_K_M at the 1B shape, 8 sequences: 130-138 / 276-309. Q8_0 therefore
+// starts at 8, the k-quants at 16. Q4_0 calls of 4-16 rows go to the
+// few-token GEMM (quant_gemm_few_avx2.cpp: 117-133 ms against the panel's
+// 174-189 at 8 sequences), so Q4_0 starts at 17.
 constexpr int kMinTokensQ4_0 = 17;
 // The 16-row panels pay from 8 Q4_0 rows: on a 2-core Zen 5, 8 tokens 132
 // GMAC/s against the zmm tiles' 134 (which that level keeps below it), 16
 // tokens 221 against 167.
 constexpr int kMinTokensQ4_0Wide = 8;
-constexpr int kMinTokensQ8_0 = 16;
+constexpr int kMinTokensQ8_0 = 8;
 constexpr int kMinTokensK = 16;
 
 // VNNI: vpdpbusd multiplies unsigned by signed bytes into int32 without
