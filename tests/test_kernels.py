@@ -93,8 +93,8 @@ def test_quantized_matmul_handles_extreme_weights(level, wtype, row_split):
 
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("wtype", LEGACY + KQUANTS)
-# Q4_0: 4-16 tokens the few-token GEMM, 17+ the panel (avx512_zmm: 4-7 the zmm tiles, 8+ the 16-row panel);
-# Q8_0 and k-quants: 16+ the panel
+# Q4_0: 4+ tokens the panel (avx512_zmm: 4-7 the zmm tiles, 8+ the 16-row panel);
+# Q8_0: 8+ the panel; k-quants: 16+ the panel
 @pytest.mark.parametrize("n_act", [4, 5, 11, 19, 32])
 def test_prompt_sized_matmul_over_whole_row_panels_equals_the_reference(level, wtype, n_act):
     # slices of 28 rows, as a thread's share of a prompt GEMM: three 8-row

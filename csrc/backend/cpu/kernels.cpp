@@ -206,7 +206,6 @@ struct Levels {
       fill_quant_legacy_avx2(avx2);
       fill_quant_k_avx2(avx2);
       fill_quant_gemm_avx2(avx2);
-      fill_quant_gemm_few_avx2(avx2);
       fill_attention_avx2(avx2);
       names[n++] = "avx2";
     }

@@ -147,8 +147,6 @@ void fill_quant_legacy_avx2(CpuKernels& k);    // quant_dot_avx2.cpp: Q4_0..Q8_0
 void fill_quant_k_avx2(CpuKernels& k);         // quant_dot_k_avx2.cpp: Q2_K..Q6_K, Q8_K activations
 // quant_gemm_avx2.cpp (quant_gemm_x86.h): Q4_0, Q8_0, k-quant prompts through 8-row panels; wraps the row kernels above, so call it after them.
 void fill_quant_gemm_avx2(CpuKernels& k);
-// quant_gemm_few_avx2.cpp: Q4_0 for 4-16 tokens (batched decode); wraps the above, so call it last.
-void fill_quant_gemm_few_avx2(CpuKernels& k);
 void fill_float_avx512(CpuKernels& k);         // kernels_avx512.cpp
 void fill_quant_legacy_avx512(CpuKernels& k);  // quant_dot_avx512.cpp
 // quant_dot_avx512.cpp, the avx512_zmm level: Q4_0 keeps the zmm tiles for 4-7 tokens too (call before the wide GEMM).

@@ -1,5 +1,5 @@
-// Small AVX2 helpers shared by the two Q8_0-activation GEMMs
-// (quant_gemm_x86.h, quant_gemm_few_avx2.cpp). Include only from files
+// Small AVX2 helpers for the Q8_0-activation GEMM (quant_gemm_x86.h).
+// Include only from files
 // compiled with the AVX2 (or AVX-512) flags, inside their ISA guard.
 #pragma once
 #include <immintrin.h>

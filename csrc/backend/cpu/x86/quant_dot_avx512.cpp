@@ -378,24 +378,12 @@ void quant_dot_avx512(int64_t n, const void* w, size_t w_stride, int n_w, const 
   }
 }
 
-// Q4_0 calls of 4-16 activation rows (a server's batched decode) go to the
-// level below, AVX2's few-token GEMM (quant_gemm_few_avx2.cpp), whose
-// 8-token lanes fit 256-bit registers. On a 2-core Zen 4 (6 layers of the
-// 1B shape, GMAC/s, medians of 5, the machine otherwise busy) it ran 8
-// tokens at 37 against 28 for the 4 x 4 zmm tiles above, 16 at 52 against
-// 31, 4 at 24 against 25. Prompts (17+) are taken before they get here, by the panel
-// GEMM installed over these kernels (quant_gemm_avx512.cpp).
-QuantDotFn few_below;
-void dot_q4_0_q8_0_avx512(int64_t n, const void* w, size_t w_stride, int n_w, const void* acts, size_t act_stride,
-                          int n_act, float* out, size_t out_stride) {
-  if (n_act >= 4) return few_below(n, w, w_stride, n_w, acts, act_stride, n_act, out, out_stride);
-  quant_dot_avx512<Q4_0>(n, w, w_stride, n_w, acts, act_stride, n_act, out, out_stride);
-}
-
 // At the avx512_zmm level (full-width 512-bit cores) the zmm tiles keep
-// those calls: on a 2-core Zen 5 (same harness, medians of 3) they ran 4
-// tokens at 124 GMAC/s against the few-token GEMM's 54, and 8 at 134
-// against 110; from 8 tokens that level's 16-row panel GEMM takes over.
+// Q4_0 calls of 4-7 activation rows (a server's batched decode): on a
+// 2-core Zen 5 (6 layers of the 1B shape, GMAC/s, medians of 3) they ran 4
+// tokens at 124 GMAC/s against a few-token GEMM's 54 (since removed), and
+// 8 at 134 against 110; from 8 tokens that level's 16-row panel GEMM takes
+// over. At the avx512 level the 8-row panel GEMM takes Q4_0 from 4 rows.
 constexpr QuantDotFn dot_q4_0_q8_0_avx512_tiles = quant_dot_avx512<Q4_0>;
 
 // The kernels by name (one instance of the driver per weight format).
@@ -412,8 +400,7 @@ constexpr QuantDotFn dot_q8_0_q8_0_avx512 = quant_dot_avx512<Q8_0>;
 void fill_quant_legacy_avx512_zmm(CpuKernels& k) { k.quant_dot[kQ4_0] = dot_q4_0_q8_0_avx512_tiles; }
 
 void fill_quant_legacy_avx512(CpuKernels& k) {
-  few_below = k.quant_dot[kQ4_0];
-  k.quant_dot[kQ4_0] = dot_q4_0_q8_0_avx512;
+  k.quant_dot[kQ4_0] = quant_dot_avx512<Q4_0>;
   k.quant_dot[kQ4_1] = dot_q4_1_q8_1_avx512;
   k.quant_dot[kQ5_0] = dot_q5_0_q8_0_avx512;
   k.quant_dot[kQ5_1] = dot_q5_1_q8_1_avx512;

@@ -55,14 +55,19 @@ constexpr int kTokenTileWide = 4;
 // panel is packed per call, and a few tokens do not pay for it (a server's
 // batched decode is 2-16 rows). The k-quants' packing decodes every block,
 // so they cross over later. Whole batched decode steps (Engine.step, 2-core
-// Zen 3, 2 threads, ms per step, row kernel / panel GEMM since the tiles
-// were unrolled): Q8_0 at the 1B shape, 4 sequences 100-101 / 107-114,
-// 8: 193-218 / 163-179; at the tiny_starcoder_py shape, 4: 15 / 18, 8: 28 /
-// 26. Q4_K_M at the 1B shape, 8 sequences: 130-138 / 276-309. Q8_0 therefore
-// starts at 8, the k-quants at 16. Q4_0 calls of 4-16 rows go to the
-// few-token GEMM (quant_gemm_few_avx2.cpp: 117-133 ms against the panel's
-// 174-189 at 8 sequences), so Q4_0 starts at 17.
-constexpr int kMinTokensQ4_0 = 17;
+// Zen 3, 2 threads, ms per step, row kernel / panel GEMM, after the tiles
+// were unrolled and Q4_0's packing lost its 8x8 transpose):
+//   Q4_0, 1B shape: 2 sequences 56-101 / 71-107, 3: 78-81 / 74-81, 4: 97-103
+//     / 72-76 (tiny_starcoder_py 14-15 / 12-13). Against the few-token GEMM
+//     this replaced (activations transposed, weights broadcast from the
+//     file): 4 sequences 98-99 / 71-74, 8: 104-111 / 108-113, 16: 215-226 /
+//     195-207.
+//   Q8_0, 1B shape: 4 sequences 100-101 / 107-114, 8: 193-218 / 163-179
+//     (tiny_starcoder_py 4: 15 / 18, 8: 28 / 26).
+//   Q4_K_M, 1B shape, 8 sequences: 130-138 / 276-309.
+// The VNNI build (the avx512 level) shares these crossovers; they were not
+// re-measured on an AVX-512 CPU after the change.
+constexpr int kMinTokensQ4_0 = 4;
 // The 16-row panels pay from 8 Q4_0 rows: on a 2-core Zen 5, 8 tokens 132
 // GMAC/s against the zmm tiles' 134 (which that level keeps below it), 16
 // tokens 221 against 167.
@@ -99,6 +104,7 @@ class VecStore {
   // Vector i onwards as plain bytes (the vectors are contiguous, 32 bytes
   // each), so that a kernel can step through them by constant offsets.
   const uint8_t* bytes(size_t i) const { return reinterpret_cast<const uint8_t*>(v_.data()) + 32 * i; }
+  uint8_t* mutable_bytes(size_t i) { return reinterpret_cast<uint8_t*>(v_.data()) + 32 * i; }
 
  private:
   std::vector<Vec64> v_;
@@ -128,15 +134,24 @@ struct Q4_0 {
   static constexpr int64_t kBlock = QK8_0;
   using PanelT = Panel;
   using Act = ActScales;
-  // Rows 8h..8h+7 of block b, codes as stored in the panel, in v.
-  static void load8(const uint8_t* w, size_t stride, int64_t b, int halves, int h, __m256i v[8], float* d) {
+  // The 8 panel vectors of rows 0..7 of block b: vector g holds dword g
+  // of every row's qs (a 4x4 dword transpose per 128-bit half, rows 0-3 in
+  // the low half, 4-7 in the high), low nibbles for g < 4, high ones after.
+  static void pack8(const uint8_t* w, size_t stride, int64_t b, __m256i v[8], float* d) {
+    const auto row = [&](int r) { return reinterpret_cast<const block_q4_0*>(w + size_t(r) * stride) + b; };
+    const auto qs = [&](int r) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(row(r)->qs)); };
+    __m256i a[4];
+    for (int j = 0; j < 4; ++j) a[j] = _mm256_set_m128i(qs(j + 4), qs(j));
+    const __m256i t0 = _mm256_unpacklo_epi32(a[0], a[1]), t1 = _mm256_unpackhi_epi32(a[0], a[1]);
+    const __m256i t2 = _mm256_unpacklo_epi32(a[2], a[3]), t3 = _mm256_unpackhi_epi32(a[2], a[3]);
+    const __m256i dw[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
+                           _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
     const __m256i low = _mm256_set1_epi8(0x0F);
-    for (int r = 0; r < kPanelRows; ++r) {
-      const block_q4_0* blk = reinterpret_cast<const block_q4_0*>(w + size_t(8 * h + r) * stride) + b;
-      const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->qs));
-      v[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low);  // element order
-      d[size_t(b) * kPanelRows * size_t(halves) + size_t(8 * h + r)] = _cvtsh_ss(blk->d);
+    for (int g = 0; g < 4; ++g) {
+      v[g] = _mm256_and_si256(dw[g], low);
+      v[4 + g] = _mm256_and_si256(_mm256_srli_epi16(dw[g], 4), low);
     }
+    for (int r = 0; r < kPanelRows; ++r) d[r] = _cvtsh_ss(row(r)->d);
   }
 };
 
@@ -152,26 +167,32 @@ struct Q8_0 {
   static constexpr int64_t kBlock = QK8_0;
   using PanelT = Panel;
   using Act = ActScales;
-  static void load8(const uint8_t* w, size_t stride, int64_t b, int halves, int h, __m256i v[8], float* d) {
+  // The 8 panel vectors of rows 0..7 of block b: each row's 32 codes as
+  // 8 dwords, transposed.
+  static void pack8(const uint8_t* w, size_t stride, int64_t b, __m256i v[8], float* d) {
     for (int r = 0; r < kPanelRows; ++r) {
-      const block_q8_0* blk = reinterpret_cast<const block_q8_0*>(w + size_t(8 * h + r) * stride) + b;
+      const block_q8_0* blk = reinterpret_cast<const block_q8_0*>(w + size_t(r) * stride) + b;
       v[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs));
       if constexpr (kOffset) v[r] = _mm256_xor_si256(v[r], _mm256_set1_epi8(char(0x80)));
-      d[size_t(b) * kPanelRows * size_t(halves) + size_t(8 * h + r)] = _cvtsh_ss(blk->d);
+      d[r] = _cvtsh_ss(blk->d);
     }
+    transpose8x8_epi32(v);
   }
 };
 
-// Packs 8 * halves rows of Q4_0 or Q8_0 into a panel.
+// Packs 8 * halves rows of Q4_0 or Q8_0 into a panel (through raw pointers:
+// stores through the vectors' operator[] made GCC reload the buffer's
+// address after each one).
 template <class F>
 void pack_panel(const uint8_t* w, size_t stride, int64_t nb, int halves, Panel& p) {
+  uint8_t* codes = p.codes.mutable_bytes(0);
+  float* d = p.d.data();
   for (int64_t b = 0; b < nb; ++b)
     for (int h = 0; h < halves; ++h) {
       __m256i v[8];
-      F::load8(w, stride, b, halves, h, v, p.d.data());
-      transpose8x8_epi32(v);
+      F::pack8(w + size_t(8 * h) * stride, stride, b, v, d + (size_t(b) * size_t(halves) + size_t(h)) * kPanelRows);
       for (int g = 0; g < 8; ++g)
-        _mm256_store_si256(reinterpret_cast<__m256i*>(p.codes[(size_t(b) * 8 + size_t(g)) * size_t(halves) + size_t(h)].bytes), v[g]);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(codes + 32 * ((size_t(b) * 8 + size_t(g)) * size_t(halves) + size_t(h))), v[g]);
     }
 }
 
