@@ -183,17 +183,28 @@ struct Q8_0 {
 // Packs 8 * halves rows of Q4_0 or Q8_0 into a panel (through raw pointers:
 // stores through the vectors' operator[] made GCC reload the buffer's
 // address after each one).
+//
+// The rows after the panel (the next panel's, contiguous in the file) are
+// prefetched along the way, a share per block, so that their DRAM reads
+// overlap this panel's tiles instead of stalling the next pack: with a few
+// tokens (a server's batched decode) the pack is where the weights stream
+// in, and it took 28% of an 8-sequence 1B step on a Zen 3.
 template <class F>
-void pack_panel(const uint8_t* w, size_t stride, int64_t nb, int halves, Panel& p) {
+void pack_panel(const uint8_t* w, size_t stride, int64_t nb, int halves, Panel& p, const uint8_t* next,
+                size_t next_bytes) {
   uint8_t* codes = p.codes.mutable_bytes(0);
   float* d = p.d.data();
-  for (int64_t b = 0; b < nb; ++b)
+  size_t ahead = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    for (const size_t end = next_bytes * size_t(b + 1) / size_t(nb); ahead < end; ahead += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(next + ahead), _MM_HINT_T0);
     for (int h = 0; h < halves; ++h) {
       __m256i v[8];
       F::pack8(w + size_t(8 * h) * stride, stride, b, v, d + (size_t(b) * size_t(halves) + size_t(h)) * kPanelRows);
       for (int g = 0; g < 8; ++g)
         _mm256_store_si256(reinterpret_cast<__m256i*>(codes + 32 * ((size_t(b) * 8 + size_t(g)) * size_t(halves) + size_t(h))), v[g]);
     }
+  }
 }
 
 // Per activation block: its scale, and for offset formats zero * sum(codes),
@@ -505,11 +516,12 @@ template <int H>
 using Halves = std::integral_constant<int, H>;
 
 template <class F>
-void pack_rows(const uint8_t* w, size_t stride, int64_t nb, int halves, Panel& p) {
-  pack_panel<F>(w, stride, nb, halves, p);
+void pack_rows(const uint8_t* w, size_t stride, int64_t nb, int halves, Panel& p, const uint8_t* next,
+               size_t next_bytes) {
+  pack_panel<F>(w, stride, nb, halves, p, next, next_bytes);
 }
 template <class F>
-void pack_rows(const uint8_t* w, size_t stride, int64_t nb, int halves, KPanel& p) {
+void pack_rows(const uint8_t* w, size_t stride, int64_t nb, int halves, KPanel& p, const uint8_t*, size_t) {
   F::pack(w, stride, nb, halves, p);
 }
 
@@ -557,7 +569,10 @@ void quant_gemm(int64_t n, const void* w, size_t w_stride, int n_w, const void* 
     panel.resize(nb, H);
     scales.prepare(xp, act_stride, n_act, nb, F::kZero);
     for (int r0 = 0; r0 < n_panel_rows; r0 += kRows) {
-      pack_rows<F>(wp + size_t(r0) * w_stride, w_stride, nb, H, panel);
+      // the next panel's rows, or none after the last
+      const size_t next_bytes = r0 + kRows < n_panel_rows ? size_t(kRows) * w_stride : 0;
+      pack_rows<F>(wp + size_t(r0) * w_stride, w_stride, nb, H, panel, wp + size_t(r0 + kRows) * w_stride,
+                   next_bytes);
       int a = 0;
       constexpr int kTile = H == 2 ? kTokenTileWide : F::kTokenTile;
       for (; a + kTile <= n_act; a += kTile)
