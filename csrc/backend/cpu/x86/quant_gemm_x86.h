@@ -230,10 +230,11 @@ struct ActScales {
 
 // Keeps v in a register as it is, so that the compiler cannot regroup a
 // chain of integer adds into a tree (which needs more live registers than
-// AVX2 has and spills: measured 1.6x slower).
+// AVX2 has and spills: measured 1.6x slower). "v": any vector register the
+// build has (16 with AVX2, 32 with AVX-512).
 template <class V>
 inline void keep(V& v) {
-  asm("" : "+x"(v));
+  asm("" : "+v"(v));
 }
 
 // T activation rows against one panel: out[t * out_stride + r] for r < 8.
