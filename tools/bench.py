@@ -352,7 +352,7 @@ def warm_page_cache(path: Path) -> None:
                 pass
 
 
-def hf_bytes_per_token(hf_dir: Path, bytes_per_weight: int = 2) -> int:
+def hf_bytes_per_token(hf_dir: Path, bytes_per_weight: int) -> int:
     """Bytes of weights one decode step reads (2-D weights and the tied
     head) at bytes_per_weight (2 for bf16, 4 for fp32), from the
     safetensors headers."""
@@ -826,10 +826,8 @@ def _hf_peak(peaks: dict, dtype: str):
 
 
 def report(args, cfg, shapes, types, systems, results, files, bpt, bw, bandwidths, notes, best_backend,
-           avx2_backend, load_avg, elapsed, repeat, peaks=None, peak_errors=None, pops=None,
-           hf_kind="bf16") -> str:
+           avx2_backend, load_avg, elapsed, repeat, peaks, peak_errors, pops, hf_kind) -> str:
     c = vars(cfg)
-    peaks, peak_errors, pops = peaks or {}, peak_errors or {}, pops or {}
     out: List[str] = []
     cpu = cpu_description()
     isa = cpu["isa"]

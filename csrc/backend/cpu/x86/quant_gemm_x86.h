@@ -88,28 +88,24 @@ constexpr bool kVnni = false;
 // 512-bit vector, the wide variant below): per block and group g, H vectors
 // of codes (vector h: codes 4g..4g+3 of rows 8h..8h+7, row 8h+r in bytes
 // 4r..4r+3), then the rows' scales.
-struct alignas(32) Vec32 {
-  uint8_t bytes[32];
-};
-// The vectors of a panel, in pairs aligned to 64 bytes, so that a 512-bit
-// load of both halves never splits a cache line.
-struct alignas(64) Vec64 {
-  Vec32 half[2];
-};
+//
+// The vectors of a panel: 32 bytes each, contiguous, stored in 64-byte
+// aligned pairs so that a 512-bit load of both halves never splits a cache
+// line. Addressed as bytes (vector i at bytes(i)), so that a kernel steps
+// through them by constant offsets from one pointer.
 class VecStore {
  public:
   void resize(size_t n) { v_.resize((n + 1) / 2); }
-  Vec32& operator[](size_t i) { return v_[i / 2].half[i % 2]; }
-  const Vec32& operator[](size_t i) const { return v_[i / 2].half[i % 2]; }
-  // Vector i onwards as plain bytes (the vectors are contiguous, 32 bytes
-  // each), so that a kernel can step through them by constant offsets.
-  const uint8_t* bytes(size_t i) const { return reinterpret_cast<const uint8_t*>(v_.data()) + 32 * i; }
-  uint8_t* mutable_bytes(size_t i) { return reinterpret_cast<uint8_t*>(v_.data()) + 32 * i; }
+  const uint8_t* bytes(size_t i) const { return v_.data()->bytes + 32 * i; }
+  uint8_t* bytes(size_t i) { return v_.data()->bytes + 32 * i; }
 
  private:
-  std::vector<Vec64> v_;
+  struct alignas(64) Pair {
+    uint8_t bytes[64];
+  };
+  std::vector<Pair> v_;
 };
-inline __m256i load_vec(const Vec32& v) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(v.bytes)); }
+inline __m256i load_vec(const uint8_t* p) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(p)); }
 
 struct Panel {
   VecStore codes;            // [block][group][half]
@@ -180,9 +176,9 @@ struct Q8_0 {
   }
 };
 
-// Packs 8 * halves rows of Q4_0 or Q8_0 into a panel (through raw pointers:
-// stores through the vectors' operator[] made GCC reload the buffer's
-// address after each one).
+// Packs 8 * halves rows of Q4_0 or Q8_0 into a panel, storing through one
+// pointer to the codes (a store through the vector container made GCC
+// reload the buffer's address after each one).
 //
 // The rows after the panel (the next panel's, contiguous in the file) are
 // prefetched along the way, a share per block, so that their DRAM reads
@@ -192,7 +188,7 @@ struct Q8_0 {
 template <class F>
 void pack_panel(const uint8_t* w, size_t stride, int64_t nb, int halves, Panel& p, const uint8_t* next,
                 size_t next_bytes) {
-  uint8_t* codes = p.codes.mutable_bytes(0);
+  uint8_t* codes = p.codes.bytes(0);
   float* d = p.d.data();
   size_t ahead = 0;
   for (int64_t b = 0; b < nb; ++b) {
@@ -252,7 +248,7 @@ void panel_tile(int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stri
     __m256i s[T];
 #pragma GCC unroll 8
     for (int g = 0; g < 8; ++g) {
-      const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(wb + 32 * g));
+      const __m256i w = load_vec(wb + 32 * g);
       if constexpr (F::kOffset) {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
         for (int t = 0; t < T; ++t) {
@@ -347,7 +343,7 @@ struct KFormat {
           __m256i v[8];
           for (int r = 0; r < kPanelRows; ++r) v[r] = kb[r].q[c];
           transpose8x8_epi32(v);
-          for (int g = 0; g < 8; ++g) std::memcpy(&p.codes[(size_t(i) * 64 + size_t(c) * 8 + size_t(g)) * H + h], &v[g], 32);
+          for (int g = 0; g < 8; ++g) std::memcpy(p.codes.bytes((size_t(i) * 64 + size_t(c) * 8 + size_t(g)) * H + h), &v[g], 32);
         }
         int32_t sc[16][kPanelRows], m[8][kPanelRows];
         for (int r = 0; r < kPanelRows; ++r) {
@@ -362,8 +358,8 @@ struct KFormat {
           p.d[size_t(i) * rows + 8 * h + size_t(r)] = kb[r].d;
           p.dm[size_t(i) * rows + 8 * h + size_t(r)] = kb[r].dm;
         }
-        for (int k = 0; k < 16; ++k) std::memcpy(&p.sc[(size_t(i) * 16 + size_t(k)) * H + h], sc[k], 32);
-        for (int q = 0; q < 8; ++q) std::memcpy(&p.m[(size_t(i) * 8 + size_t(q)) * H + h], m[q], 32);
+        for (int k = 0; k < 16; ++k) std::memcpy(p.sc.bytes((size_t(i) * 16 + size_t(k)) * H + h), sc[k], 32);
+        for (int q = 0; q < 8; ++q) std::memcpy(p.m.bytes((size_t(i) * 8 + size_t(q)) * H + h), m[q], 32);
       }
   }
 };
@@ -381,13 +377,13 @@ void kpanel_tile(int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_st
     const uint8_t* wsc = p.sc.bytes(size_t(i) * 16);
 #pragma GCC unroll 1
     for (int k = 0; k < 16; ++k, wc += 4 * 32, wsc += 32) {  // 16-element groups
-      const __m256i sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(wsc));
+      const __m256i sc = load_vec(wsc);
 #pragma GCC unroll 4
       for (int g0 = 0; g0 < 4; g0 += F::kGroupsPerSum) {
         __m256i s16[T];
 #pragma GCC unroll 4
         for (int g = g0; g < g0 + F::kGroupsPerSum; ++g) {
-          const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(wc + 32 * g));
+          const __m256i w = load_vec(wc + 32 * g);
           for (int t = 0; t < T; ++t) {
             const __m256i m = _mm256_maddubs_epi16(w, _mm256_set1_epi32(load_i32(y[t]->qs + 16 * k + 4 * g)));
             s16[t] = g == g0 ? m : _mm256_add_epi16(s16[t], m);
@@ -408,7 +404,7 @@ void kpanel_tile(int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_st
       for (int q = 0; q < 8; ++q) {
         int32_t b;
         std::memcpy(&b, y[t]->bsums + 2 * q, 4);
-        msum = _mm256_add_epi32(msum, _mm256_madd_epi16(load_vec(p.m[size_t(i) * 8 + size_t(q)]), _mm256_set1_epi32(b)));
+        msum = _mm256_add_epi32(msum, _mm256_madd_epi16(load_vec(p.m.bytes(size_t(i) * 8 + size_t(q))), _mm256_set1_epi32(b)));
       }
       const __m256 yd = _mm256_set1_ps(y[t]->d);
       if constexpr (F::kSameScale) {
@@ -436,7 +432,7 @@ using Q6_K = KFormat<block_q6_K, decode_q6_K, true, 63, kQ6_K>;
 // each instruction then does twice the work. Needs VNNI, so Q4_0 and Q8_0
 // are both offset formats here.
 inline __m512i load_pair(const VecStore& v, size_t i) {
-  return _mm512_load_si512(reinterpret_cast<const __m512i*>(v[2 * i].bytes));
+  return _mm512_load_si512(reinterpret_cast<const __m512i*>(v.bytes(2 * i)));
 }
 
 template <class F, int T>
