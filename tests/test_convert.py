@@ -461,6 +461,14 @@ def test_unknown_activation_is_refused(build, tmp_path):
         convert.convert_checkpoint(ckpt, tmp_path / "m.gguf", progress=False)
 
 
+@pytest.mark.parametrize("act", [["gelu"], {"name": "gelu"}, 1])
+def test_activation_that_is_not_a_name_is_refused(act):
+    # found by tests/fuzz/fuzz_config.py: a list used to escape as a TypeError
+    cfg = {"model_type": "gpt_bigcode", "activation_function": act}
+    with pytest.raises(ConversionError, match="activation_function="):
+        convert.read_hparams(cfg)
+
+
 @pytest.mark.parametrize(
     "hf_act, key",
     [("gelu_pytorch_tanh", "gelu_tanh"), ("gelu_new", "gelu_tanh"), ("gelu_fast", "gelu_tanh"), ("gelu", "gelu")],
@@ -981,12 +989,19 @@ def test_a_hub_model_id_is_refused_with_what_to_copy_instead(tmp_path, monkeypat
 FUZZ_REGRESSIONS = Path(__file__).resolve().parent / "fuzz" / "regressions"
 
 
+# what each input tests/fuzz/fuzz_config.py found is refused for
+FUZZED_CONFIG_ERRORS = {
+    "huge-n-layer.json": "beyond any GPT-BigCode model",
+    "activation-function-list.json": "activation_function=",
+}
+
+
 @pytest.mark.parametrize("path", sorted((FUZZ_REGRESSIONS / "config").glob("*.json")), ids=lambda p: p.name)
 def test_fuzzed_configs_are_refused_at_once(path):
-    # inputs tests/fuzz/fuzz_config.py found: each is a ConversionError before any planning
+    # each is a ConversionError before any planning
     from starcoder_cpp.convert.hparams import read_hparams
 
-    with pytest.raises(ConversionError, match="beyond any GPT-BigCode model"):
+    with pytest.raises(ConversionError, match=FUZZED_CONFIG_ERRORS[path.name]):
         read_hparams(json.loads(path.read_text()))
 
 

@@ -117,7 +117,7 @@ def read_hparams(config: dict) -> HParams:
         )
 
     act = config.get("activation_function", "gelu_pytorch_tanh")
-    if act not in ACTIVATIONS:
+    if not isinstance(act, str) or act not in ACTIVATIONS:  # a list or an object is not hashable
         raise ConversionError(
             f"config.json: activation_function={act!r} is not supported "
             f"(supported: {', '.join(sorted(ACTIVATIONS))})"
