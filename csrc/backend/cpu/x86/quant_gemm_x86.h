@@ -96,8 +96,10 @@ constexpr bool kVnni = false;
 class VecStore {
  public:
   void resize(size_t n) { v_.resize((n + 1) / 2); }
-  const uint8_t* bytes(size_t i) const { return v_.data()->bytes + 32 * i; }
-  uint8_t* bytes(size_t i) { return v_.data()->bytes + 32 * i; }
+  // (a byte pointer into the storage, not an index into one Pair's array,
+  // which UBSan rightly flags past its 64 bytes)
+  const uint8_t* bytes(size_t i) const { return reinterpret_cast<const uint8_t*>(v_.data()) + 32 * i; }
+  uint8_t* bytes(size_t i) { return reinterpret_cast<uint8_t*>(v_.data()) + 32 * i; }
 
  private:
   struct alignas(64) Pair {
