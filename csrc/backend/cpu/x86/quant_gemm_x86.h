@@ -178,24 +178,30 @@ struct Q8_0 {
   }
 };
 
+// The rows after a panel (the next panel's, contiguous in the file) are
+// prefetched while the panel's first tile runs, a share per block
+// (prefetch_share, for block b of nb), so that their DRAM reads overlap
+// the tiles' arithmetic and the next pack finds them in cache. With a few
+// tokens (a server's batched decode) the pack is where the weights stream
+// in. Issued from the pack instead (as before), the prefetches bunched up
+// behind its loads: 2-core Zen 3, 1B shape, Engine.step, best ms per step
+// over 40, pack / first tile: Q4_0 8 sequences 90-95 / 83-88, 4 sequences
+// 62-65 / 54-61; Q8_0 8 sequences 131-148 / 112-137; Q4_K_M 16
+// sequences 305-310 / 262-297; 512-token prompts unchanged. Prefetching to L2 only (T1) was no better than to L1.
+inline size_t prefetch_share(const uint8_t* next, size_t next_bytes, int64_t b, int64_t nb, size_t ahead) {
+  for (const size_t end = next_bytes * size_t(b + 1) / size_t(nb); ahead < end; ahead += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(next + ahead), _MM_HINT_T0);
+  return ahead;
+}
+
 // Packs 8 * halves rows of Q4_0 or Q8_0 into a panel, storing through one
 // pointer to the codes (a store through the vector container made GCC
 // reload the buffer's address after each one).
-//
-// The rows after the panel (the next panel's, contiguous in the file) are
-// prefetched along the way, a share per block, so that their DRAM reads
-// overlap this panel's tiles instead of stalling the next pack: with a few
-// tokens (a server's batched decode) the pack is where the weights stream
-// in, and it took 28% of an 8-sequence 1B step on a Zen 3.
 template <class F>
-void pack_panel(const uint8_t* w, size_t stride, int64_t nb, int halves, Panel& p, const uint8_t* next,
-                size_t next_bytes) {
+void pack_panel(const uint8_t* w, size_t stride, int64_t nb, int halves, Panel& p) {
   uint8_t* codes = p.codes.bytes(0);
   float* d = p.d.data();
-  size_t ahead = 0;
   for (int64_t b = 0; b < nb; ++b) {
-    for (const size_t end = next_bytes * size_t(b + 1) / size_t(nb); ahead < end; ahead += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(next + ahead), _MM_HINT_T0);
     for (int h = 0; h < halves; ++h) {
       __m256i v[8];
       F::pack8(w + size_t(8 * h) * stride, stride, b, v, d + (size_t(b) * size_t(halves) + size_t(h)) * kPanelRows);
@@ -240,13 +246,15 @@ inline void keep(V& v) {
 // offsets from one pointer.
 template <class F, int T>
 void panel_tile(int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const float* dy,
-                const int32_t* corr, int64_t ld, float* out, size_t out_stride) {
+                const int32_t* corr, int64_t ld, float* out, size_t out_stride, const uint8_t* next, size_t next_bytes) {
   const __m256i ones16 = _mm256_set1_epi16(1);
+  size_t ahead = 0;
   __m256 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
   const uint8_t* wb = p.codes.bytes(0);
   const uint8_t* yb = acts + offsetof(block_q8_0, qs);
   for (int64_t b = 0; b < nb; ++b, wb += 8 * 32, yb += sizeof(block_q8_0)) {
+    ahead = prefetch_share(next, next_bytes, b, nb, ahead);
     __m256i s[T];
 #pragma GCC unroll 8
     for (int g = 0; g < 8; ++g) {
@@ -367,10 +375,13 @@ struct KFormat {
 };
 
 template <class F, int T>
-void kpanel_tile(int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_stride, float* out, size_t out_stride) {
+void kpanel_tile(int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_stride, float* out, size_t out_stride,
+                 const uint8_t* next, size_t next_bytes) {
   __m256 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  size_t ahead = 0;
   for (int64_t i = 0; i < nb; ++i) {
+    ahead = prefetch_share(next, next_bytes, i, nb, ahead);
     const block_q8_K* y[T];
     for (int t = 0; t < T; ++t) y[t] = act_row(acts, act_stride, t) + i;
     __m256i s32[T];
@@ -515,36 +526,35 @@ template <int H>
 using Halves = std::integral_constant<int, H>;
 
 template <class F>
-void pack_rows(const uint8_t* w, size_t stride, int64_t nb, int halves, Panel& p, const uint8_t* next,
-               size_t next_bytes) {
-  pack_panel<F>(w, stride, nb, halves, p, next, next_bytes);
+void pack_rows(const uint8_t* w, size_t stride, int64_t nb, int halves, Panel& p) {
+  pack_panel<F>(w, stride, nb, halves, p);
 }
 template <class F>
-void pack_rows(const uint8_t* w, size_t stride, int64_t nb, int halves, KPanel& p, const uint8_t*, size_t) {
+void pack_rows(const uint8_t* w, size_t stride, int64_t nb, int halves, KPanel& p) {
   F::pack(w, stride, nb, halves, p);
 }
 
 // One tile of T activation rows (starting at row a) against a panel of 8 * H rows.
 template <class F, int T>
 void run_tile(Halves<1>, int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const ActScales& s,
-              int a, float* out, size_t out_stride) {
+              int a, float* out, size_t out_stride, const uint8_t* next = nullptr, size_t next_bytes = 0) {
   panel_tile<F, T>(nb, p, acts, act_stride, s.d.data() + a * nb, F::kOffset ? s.corr.data() + a * nb : nullptr, nb,
-                   out, out_stride);
+                   out, out_stride, next, next_bytes);
 }
 template <class F, int T>
 void run_tile(Halves<1>, int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_stride, const NoActScales&,
-              int, float* out, size_t out_stride) {
-  kpanel_tile<F, T>(nb, p, acts, act_stride, out, out_stride);
+              int, float* out, size_t out_stride, const uint8_t* next = nullptr, size_t next_bytes = 0) {
+  kpanel_tile<F, T>(nb, p, acts, act_stride, out, out_stride, next, next_bytes);
 }
 #if defined(SC_QUANT_GEMM_FILL_WIDE)
 template <class F, int T>
 void run_tile(Halves<2>, int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const ActScales& s,
-              int a, float* out, size_t out_stride) {
+              int a, float* out, size_t out_stride, const uint8_t* = nullptr, size_t = 0) {
   panel_tile_wide<F, T>(nb, p, acts, act_stride, s.d.data() + a * nb, s.corr.data() + a * nb, nb, out, out_stride);
 }
 template <class F, int T>
 void run_tile(Halves<2>, int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_stride, const NoActScales&,
-              int, float* out, size_t out_stride) {
+              int, float* out, size_t out_stride, const uint8_t* = nullptr, size_t = 0) {
   kpanel_tile_wide<F, T>(nb, p, acts, act_stride, out, out_stride);
 }
 #endif
@@ -570,13 +580,13 @@ void quant_gemm(int64_t n, const void* w, size_t w_stride, int n_w, const void* 
     for (int r0 = 0; r0 < n_panel_rows; r0 += kRows) {
       // the next panel's rows, or none after the last
       const size_t next_bytes = r0 + kRows < n_panel_rows ? size_t(kRows) * w_stride : 0;
-      pack_rows<F>(wp + size_t(r0) * w_stride, w_stride, nb, H, panel, wp + size_t(r0 + kRows) * w_stride,
-                   next_bytes);
+      pack_rows<F>(wp + size_t(r0) * w_stride, w_stride, nb, H, panel);
       int a = 0;
       constexpr int kTile = H == 2 ? kTokenTileWide : F::kTokenTile;
       for (; a + kTile <= n_act; a += kTile)
         run_tile<F, kTile>(Halves<H>(), nb, panel, xp + size_t(a) * act_stride, act_stride, scales, a,
-                                out + size_t(a) * out_stride + r0, out_stride);
+                           out + size_t(a) * out_stride + r0, out_stride, wp + size_t(r0 + kRows) * w_stride,
+                           a == 0 ? next_bytes : 0);
       for (; a < n_act; ++a)
         run_tile<F, 1>(Halves<H>(), nb, panel, xp + size_t(a) * act_stride, act_stride, scales, a,
                        out + size_t(a) * out_stride + r0, out_stride);
