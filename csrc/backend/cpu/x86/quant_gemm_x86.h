@@ -34,6 +34,7 @@
 #include <cstddef>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "backend/cpu/x86/kquant_decode_avx2.h"
@@ -187,7 +188,9 @@ struct Q8_0 {
 // behind its loads: 2-core Zen 3, 1B shape, Engine.step, best ms per step
 // over 40, pack / first tile: Q4_0 8 sequences 90-95 / 83-88, 4 sequences
 // 62-65 / 54-61; Q8_0 8 sequences 131-148 / 112-137; Q4_K_M 16
-// sequences 305-310 / 262-297; 512-token prompts unchanged. Prefetching to L2 only (T1) was no better than to L1.
+// sequences 305-310 / 262-297; 512-token prompts unchanged. The 16-row
+// tiles (avx512_zmm) do not prefetch: no full-width AVX-512 CPU was at hand
+// to measure them on. Prefetching to L2 only (T1) was no better than to L1.
 inline size_t prefetch_share(const uint8_t* next, size_t next_bytes, int64_t b, int64_t nb, size_t ahead) {
   for (const size_t end = next_bytes * size_t(b + 1) / size_t(nb); ahead < end; ahead += 64)
     _mm_prefetch(reinterpret_cast<const char*>(next + ahead), _MM_HINT_T0);
@@ -537,27 +540,51 @@ void pack_rows(const uint8_t* w, size_t stride, int64_t nb, int halves, KPanel& 
 // One tile of T activation rows (starting at row a) against a panel of 8 * H rows.
 template <class F, int T>
 void run_tile(Halves<1>, int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const ActScales& s,
-              int a, float* out, size_t out_stride, const uint8_t* next = nullptr, size_t next_bytes = 0) {
+              int a, float* out, size_t out_stride, const uint8_t* next, size_t next_bytes) {
   panel_tile<F, T>(nb, p, acts, act_stride, s.d.data() + a * nb, F::kOffset ? s.corr.data() + a * nb : nullptr, nb,
                    out, out_stride, next, next_bytes);
 }
 template <class F, int T>
 void run_tile(Halves<1>, int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_stride, const NoActScales&,
-              int, float* out, size_t out_stride, const uint8_t* next = nullptr, size_t next_bytes = 0) {
+              int, float* out, size_t out_stride, const uint8_t* next, size_t next_bytes) {
   kpanel_tile<F, T>(nb, p, acts, act_stride, out, out_stride, next, next_bytes);
 }
 #if defined(SC_QUANT_GEMM_FILL_WIDE)
 template <class F, int T>
 void run_tile(Halves<2>, int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const ActScales& s,
-              int a, float* out, size_t out_stride, const uint8_t* = nullptr, size_t = 0) {
+              int a, float* out, size_t out_stride, const uint8_t*, size_t) {
   panel_tile_wide<F, T>(nb, p, acts, act_stride, s.d.data() + a * nb, s.corr.data() + a * nb, nb, out, out_stride);
 }
 template <class F, int T>
 void run_tile(Halves<2>, int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_stride, const NoActScales&,
-              int, float* out, size_t out_stride, const uint8_t* = nullptr, size_t = 0) {
+              int, float* out, size_t out_stride, const uint8_t*, size_t) {
   kpanel_tile_wide<F, T>(nb, p, acts, act_stride, out, out_stride);
 }
 #endif
+
+// The tile of t activation rows (1 <= t <= the format's tile), so that a
+// call's rows split into tiles of nearly equal size: a 6-row tile and two
+// single rows for 8 tokens reread the panel 3 times, at a third of the
+// work per weight load in the singles. (Zen 3, Engine.step, 1B Q4_K_M, 16
+// sequences, 6 + 6 + 4 singles / 6 + 5 + 5: best 283-344 / 261-278 ms.)
+template <class F, int H>
+using TileFn = void (*)(int64_t, const typename F::PanelT&, const uint8_t*, size_t, const typename F::Act&, int,
+                        float*, size_t, const uint8_t*, size_t);
+template <class F, int H, int T>
+void tile_of(int64_t nb, const typename F::PanelT& p, const uint8_t* acts, size_t act_stride, const typename F::Act& s,
+             int a, float* out, size_t out_stride, const uint8_t* next, size_t next_bytes) {
+  run_tile<F, T>(Halves<H>(), nb, p, acts, act_stride, s, a, out, out_stride, next, next_bytes);
+}
+template <class F, int H, int... T>
+TileFn<F, H> tile_fn_of(int t, std::integer_sequence<int, T...>) {
+  static constexpr TileFn<F, H> fns[] = {tile_of<F, H, T + 1>...};
+  return fns[t - 1];
+}
+template <class F, int H>
+TileFn<F, H> tile_fn(int t) {
+  constexpr int kTile = H == 2 ? kTokenTileWide : F::kTokenTile;
+  return tile_fn_of<F, H>(t, std::make_integer_sequence<int, kTile>());
+}
 
 // What a GEMM of 8 * H-row panels hands the rest to (decode, and rows that
 // do not fill a panel): the level's row kernels below the 8-row GEMM, the
@@ -581,15 +608,15 @@ void quant_gemm(int64_t n, const void* w, size_t w_stride, int n_w, const void* 
       // the next panel's rows, or none after the last
       const size_t next_bytes = r0 + kRows < n_panel_rows ? size_t(kRows) * w_stride : 0;
       pack_rows<F>(wp + size_t(r0) * w_stride, w_stride, nb, H, panel);
-      int a = 0;
       constexpr int kTile = H == 2 ? kTokenTileWide : F::kTokenTile;
-      for (; a + kTile <= n_act; a += kTile)
-        run_tile<F, kTile>(Halves<H>(), nb, panel, xp + size_t(a) * act_stride, act_stride, scales, a,
-                           out + size_t(a) * out_stride + r0, out_stride, wp + size_t(r0 + kRows) * w_stride,
-                           a == 0 ? next_bytes : 0);
-      for (; a < n_act; ++a)
-        run_tile<F, 1>(Halves<H>(), nb, panel, xp + size_t(a) * act_stride, act_stride, scales, a,
-                       out + size_t(a) * out_stride + r0, out_stride);
+      const int n_tiles = (n_act + kTile - 1) / kTile;
+      for (int i = 0, a = 0; i < n_tiles; ++i) {
+        const int t = n_act / n_tiles + (i < n_act % n_tiles);  // balanced: 8 rows in 6-row tiles are 4 + 4
+        tile_fn<F, H>(t)(nb, panel, xp + size_t(a) * act_stride, act_stride, scales, a,
+                         out + size_t(a) * out_stride + r0, out_stride, wp + size_t(r0 + kRows) * w_stride,
+                         i == 0 ? next_bytes : 0);
+        a += t;
+      }
     }
   }
   if (n_panel_rows < n_w)
