@@ -55,7 +55,7 @@ constexpr int kTokenTileWide = 4;
 // Below a format's kMinTokens activation rows the row kernel is faster: the
 // panel is packed per call, and a few tokens do not pay for it (a server's
 // batched decode is 2-16 rows). The k-quants' packing decodes every block,
-// so they cross over later. Whole batched decode steps (Engine.step, 2-core
+// so they cross over later (8 rows against Q4_0's 4). Whole batched decode steps (Engine.step, 2-core
 // Zen 3, 2 threads, ms per step, row kernel / panel GEMM, after the tiles
 // were unrolled and Q4_0's packing lost its 8x8 transpose):
 //   Q4_0, 1B shape: 2 sequences 56-101 / 71-107, 3: 78-81 / 74-81, 4: 97-103
@@ -65,7 +65,12 @@ constexpr int kTokenTileWide = 4;
 //     195-207.
 //   Q8_0, 1B shape: 4 sequences 100-101 / 107-114, 8: 193-218 / 163-179
 //     (tiny_starcoder_py 4: 15 / 18, 8: 28 / 26).
-//   Q4_K_M, 1B shape, 8 sequences: 130-138 / 276-309.
+//   Q4_K_M, 1B shape, 8 sequences: 130-138 / 276-309 while the k-quant
+//     pack stored through the thread-local panel; with raw pointers
+//     (KFormat::pack) 128-159 / 120-129, 16 sequences (panel both ways)
+//     268-280 / 185-214. One thread, 4096 rows of 2048, GMAC/s, row kernel /
+//     panel: Q4_K 4 tokens 24-36 / 29, 6: 39 / 24-36, 8: 26-31 / 32-42;
+//     Q6_K 4: 32-37 / 28, 6: 30-42 / 20-26, 8: 25 / 25-40.
 // The VNNI build (the avx512 level) shares these crossovers; they were not
 // re-measured on an AVX-512 CPU after the change.
 constexpr int kMinTokensQ4_0 = 4;
@@ -74,7 +79,7 @@ constexpr int kMinTokensQ4_0 = 4;
 // tokens 221 against 167.
 constexpr int kMinTokensQ4_0Wide = 8;
 constexpr int kMinTokensQ8_0 = 8;
-constexpr int kMinTokensK = 16;
+constexpr int kMinTokensK = 8;
 
 // VNNI: vpdpbusd multiplies unsigned by signed bytes into int32 without
 // saturation, so signed Q8_0 codes can be stored offset by 128 (w + 128 in
@@ -345,8 +350,17 @@ struct KFormat {
   using PanelT = KPanel;
   using Act = NoActScales;
   static constexpr int kGroupsPerSum = 4 * 2 * kMaxLevel * 128 < 32768 ? 4 : 2;
+  // Stores through raw pointers hoisted out of the loops: through the
+  // thread-local panel's containers GCC called __tls_get_addr and spilled
+  // each transposed vector to copy it in halves (a third of the pack's time
+  // on one store, Zen 3).
   static void pack(const uint8_t* w, size_t stride, int64_t nb, int halves, KPanel& p) {
     const size_t H = size_t(halves), rows = kPanelRows * H;
+    uint8_t* codes = p.codes.bytes(0);
+    uint8_t* scs = p.sc.bytes(0);
+    uint8_t* ms = p.m.bytes(0);
+    float* pd = p.d.data();
+    float* pdm = p.dm.data();
     for (int64_t i = 0; i < nb; ++i)
       for (size_t h = 0; h < H; ++h) {
         KBlock kb[kPanelRows];
@@ -356,7 +370,8 @@ struct KFormat {
           __m256i v[8];
           for (int r = 0; r < kPanelRows; ++r) v[r] = kb[r].q[c];
           transpose8x8_epi32(v);
-          for (int g = 0; g < 8; ++g) std::memcpy(p.codes.bytes((size_t(i) * 64 + size_t(c) * 8 + size_t(g)) * H + h), &v[g], 32);
+          for (int g = 0; g < 8; ++g)
+            _mm256_store_si256(reinterpret_cast<__m256i*>(codes + 32 * ((size_t(i) * 64 + size_t(c) * 8 + size_t(g)) * H + h)), v[g]);
         }
         int32_t sc[16][kPanelRows], m[8][kPanelRows];
         for (int r = 0; r < kPanelRows; ++r) {
@@ -368,11 +383,11 @@ struct KFormat {
             sc[k][r] = int16_pair(v, v);
           }
           for (int q = 0; q < 8; ++q) m[q][r] = int16_pair(m16[2 * q], m16[2 * q + 1]);
-          p.d[size_t(i) * rows + 8 * h + size_t(r)] = kb[r].d;
-          p.dm[size_t(i) * rows + 8 * h + size_t(r)] = kb[r].dm;
+          pd[size_t(i) * rows + 8 * h + size_t(r)] = kb[r].d;
+          pdm[size_t(i) * rows + 8 * h + size_t(r)] = kb[r].dm;
         }
-        for (int k = 0; k < 16; ++k) std::memcpy(p.sc.bytes((size_t(i) * 16 + size_t(k)) * H + h), sc[k], 32);
-        for (int q = 0; q < 8; ++q) std::memcpy(p.m.bytes((size_t(i) * 8 + size_t(q)) * H + h), m[q], 32);
+        for (int k = 0; k < 16; ++k) std::memcpy(scs + 32 * ((size_t(i) * 16 + size_t(k)) * H + h), sc[k], 32);
+        for (int q = 0; q < 8; ++q) std::memcpy(ms + 32 * ((size_t(i) * 8 + size_t(q)) * H + h), m[q], 32);
       }
   }
 };
