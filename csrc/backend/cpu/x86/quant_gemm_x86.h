@@ -80,6 +80,9 @@ constexpr int kMinTokensQ4_0 = 4;
 constexpr int kMinTokensQ4_0Wide = 8;
 constexpr int kMinTokensQ8_0 = 8;
 constexpr int kMinTokensK = 8;
+// The 16-row k-quant panels (avx512_zmm) keep the crossover they had before
+// the pack was fixed: no full-width AVX-512 CPU was at hand to re-measure.
+constexpr int kMinTokensKWide = 16;
 
 // VNNI: vpdpbusd multiplies unsigned by signed bytes into int32 without
 // saturation, so signed Q8_0 codes can be stored offset by 128 (w + 128 in
@@ -341,7 +344,7 @@ template <typename Block, void (*Decode)(const Block&, KBlock&), bool kSameScale
 struct KFormat {
   static constexpr int kSlot = kSlot_;
   static constexpr int kMinTokens = kMinTokensK;
-  static constexpr int kMinTokensWide = kMinTokensK;
+  static constexpr int kMinTokensWide = kMinTokensKWide;
   static constexpr int kTokenTile = 6;
   static constexpr bool kSameScale = kSameScale_;
   static constexpr int kZero = 0;
