@@ -52,38 +52,6 @@ constexpr int kPanelRows = 8;   // weight rows per panel: one int32/float lane e
 // of 2048, GMAC/s at 4 / 6 rows: Q4_K 82 / 85, Q6_K 71 / 73; Q4_0 84 / 78).
 // The 16-row panels keep 4 (kTokenTileWide).
 constexpr int kTokenTileWide = 4;
-// Below a format's kMinTokens activation rows the row kernel is faster: the
-// panel is packed per call, and a few tokens do not pay for it (a server's
-// batched decode is 2-16 rows). The k-quants' packing decodes every block,
-// so they cross over later (8 rows against Q4_0's 4). Whole batched decode steps (Engine.step, 2-core
-// Zen 3, 2 threads, ms per step, row kernel / panel GEMM, after the tiles
-// were unrolled and Q4_0's packing lost its 8x8 transpose):
-//   Q4_0, 1B shape: 2 sequences 56-101 / 71-107, 3: 78-81 / 74-81, 4: 97-103
-//     / 72-76 (tiny_starcoder_py 14-15 / 12-13). Against the few-token GEMM
-//     this replaced (activations transposed, weights broadcast from the
-//     file): 4 sequences 98-99 / 71-74, 8: 104-111 / 108-113, 16: 215-226 /
-//     195-207.
-//   Q8_0, 1B shape: 4 sequences 100-101 / 107-114, 8: 193-218 / 163-179
-//     (tiny_starcoder_py 4: 15 / 18, 8: 28 / 26).
-//   Q4_K_M, 1B shape, 8 sequences: 130-138 / 276-309 while the k-quant
-//     pack stored through the thread-local panel; with raw pointers
-//     (KFormat::pack) 128-159 / 120-129, 16 sequences (panel both ways)
-//     268-280 / 185-214. One thread, 4096 rows of 2048, GMAC/s, row kernel /
-//     panel: Q4_K 4 tokens 24-36 / 29, 6: 39 / 24-36, 8: 26-31 / 32-42;
-//     Q6_K 4: 32-37 / 28, 6: 30-42 / 20-26, 8: 25 / 25-40.
-// The VNNI build (the avx512 level) shares these crossovers; they were not
-// re-measured on an AVX-512 CPU after the change.
-constexpr int kMinTokensQ4_0 = 4;
-// The 16-row panels pay from 8 Q4_0 rows: on a 2-core Zen 5, 8 tokens 132
-// GMAC/s against the zmm tiles' 134 (which that level keeps below it), 16
-// tokens 221 against 167.
-constexpr int kMinTokensQ4_0Wide = 8;
-constexpr int kMinTokensQ8_0 = 8;
-constexpr int kMinTokensK = 8;
-// The 16-row k-quant panels (avx512_zmm) keep the crossover they had before
-// the pack was fixed: no full-width AVX-512 CPU was at hand to re-measure.
-constexpr int kMinTokensKWide = 16;
-
 // VNNI: vpdpbusd multiplies unsigned by signed bytes into int32 without
 // saturation, so signed Q8_0 codes can be stored offset by 128 (w + 128 in
 // 0..255) and the offset taken out through the activation sums, as Q4_0's 8.
@@ -92,6 +60,31 @@ constexpr bool kVnni = true;
 #else
 constexpr bool kVnni = false;
 #endif
+
+// Below a format's kMinTokens activation rows the row kernel is faster: the
+// panel is packed per call, and a few tokens do not pay for it (a server's
+// batched decode is 2-16 rows). Whole batched decode steps (Engine.step,
+// 2-core Zen 3, AVX2, 2 threads, 1B shape, best ms per step of 20, row
+// kernel / panel GEMM), once the next panel was prefetched from the first
+// tile and the k-quant pack stored through raw pointers:
+//   Q4_0: 2 sequences 65-75 / 52-59, 3: 82-84 / 53-64.
+//   Q8_0: 2 sequences 76-86 / 78-84 (a tie: the row kernel kept), 3: 92-102
+//     / 69-91, 4: 106-112 / 77-89, 6: 168-189 / 105-131.
+//   Q4_K_M: 4 sequences 79-94 / 97-120, 6: 99-125 / 108-131, 8: 128-159 /
+//     120-129 (the k-quants' pack decodes every block, so they cross over
+//     later). Before the pack's fix, 8 sequences took 276-309 ms in the
+//     panel.
+// The VNNI build (the avx512 level) keeps the crossovers it had before these
+// changes (Q4_0 4, Q8_0 8, k-quants 16; its zmm row tiles are fast at 2-7
+// tokens): no AVX-512 CPU was at hand to re-measure them.
+constexpr int kMinTokensQ4_0 = kVnni ? 4 : 2;
+// The 16-row panels pay from 8 Q4_0 rows: on a 2-core Zen 5, 8 tokens 132
+// GMAC/s against the zmm tiles' 134 (which that level keeps below it), 16
+// tokens 221 against 167.
+constexpr int kMinTokensQ4_0Wide = 8;
+constexpr int kMinTokensQ8_0 = kVnni ? 8 : 3;
+constexpr int kMinTokensK = kVnni ? 16 : 8;
+constexpr int kMinTokensKWide = 16;
 
 // A panel of 8 * H rows (H = 1: one 256-bit vector per step; H = 2: one
 // 512-bit vector, the wide variant below): per block and group g, H vectors
