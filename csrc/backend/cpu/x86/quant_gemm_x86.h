@@ -198,23 +198,6 @@ inline size_t prefetch_share(const uint8_t* next, size_t next_bytes, int64_t b, 
   return ahead;
 }
 
-// Packs 8 * halves rows of Q4_0 or Q8_0 into a panel, storing through one
-// pointer to the codes (a store through the vector container made GCC
-// reload the buffer's address after each one).
-template <class F>
-void pack_panel(const uint8_t* w, size_t stride, int64_t nb, int halves, Panel& p) {
-  uint8_t* codes = p.codes.bytes(0);
-  float* d = p.d.data();
-  for (int64_t b = 0; b < nb; ++b) {
-    for (int h = 0; h < halves; ++h) {
-      __m256i v[8];
-      F::pack8(w + size_t(8 * h) * stride, stride, b, v, d + (size_t(b) * size_t(halves) + size_t(h)) * kPanelRows);
-      for (int g = 0; g < 8; ++g)
-        _mm256_store_si256(reinterpret_cast<__m256i*>(codes + 32 * ((size_t(b) * 8 + size_t(g)) * size_t(halves) + size_t(h))), v[g]);
-    }
-  }
-}
-
 // Per activation block: its scale, and for offset formats zero * sum(codes),
 // which the integer sum of a block loses exactly (so the correction is
 // exact too: in float it would cancel against a sum 128x larger for Q8_0).
@@ -550,10 +533,23 @@ struct NoActScales {
 template <int H>
 using Halves = std::integral_constant<int, H>;
 
+// Packs 8 * halves rows of Q4_0 or Q8_0 into a panel, storing through one
+// pointer to the codes (a store through the vector container made GCC
+// reload the buffer's address after each one).
 template <class F>
 void pack_rows(const uint8_t* w, size_t stride, int64_t nb, int halves, Panel& p) {
-  pack_panel<F>(w, stride, nb, halves, p);
+  uint8_t* codes = p.codes.bytes(0);
+  float* d = p.d.data();
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int h = 0; h < halves; ++h) {
+      __m256i v[8];
+      F::pack8(w + size_t(8 * h) * stride, stride, b, v, d + (size_t(b) * size_t(halves) + size_t(h)) * kPanelRows);
+      for (int g = 0; g < 8; ++g)
+        _mm256_store_si256(reinterpret_cast<__m256i*>(codes + 32 * ((size_t(b) * 8 + size_t(g)) * size_t(halves) + size_t(h))), v[g]);
+    }
+  }
 }
+// The k-quants' (KFormat::pack, above).
 template <class F>
 void pack_rows(const uint8_t* w, size_t stride, int64_t nb, int halves, KPanel& p) {
   F::pack(w, stride, nb, halves, p);
@@ -626,18 +622,21 @@ void quant_gemm(int64_t n, const void* w, size_t w_stride, int n_w, const void* 
     thread_local typename F::Act scales;
     panel.resize(nb, H);
     scales.prepare(xp, act_stride, n_act, nb, F::kZero);
+    // balanced tiles, the same for every panel: the first n_act % n_tiles
+    // take one row more (8 rows in 6-row tiles are 4 + 4)
+    constexpr int kTile = H == 2 ? kTokenTileWide : F::kTokenTile;
+    const int n_tiles = (n_act + kTile - 1) / kTile, rows_per_tile = n_act / n_tiles, n_larger = n_act % n_tiles;
+    const TileFn<F, H> tile = tile_fn<F, H>(rows_per_tile);
+    const TileFn<F, H> larger_tile = n_larger > 0 ? tile_fn<F, H>(rows_per_tile + 1) : tile;
     for (int r0 = 0; r0 < n_panel_rows; r0 += kRows) {
       // the next panel's rows, or none after the last
       const size_t next_bytes = r0 + kRows < n_panel_rows ? size_t(kRows) * w_stride : 0;
       pack_rows<F>(wp + size_t(r0) * w_stride, w_stride, nb, H, panel);
-      constexpr int kTile = H == 2 ? kTokenTileWide : F::kTokenTile;
-      const int n_tiles = (n_act + kTile - 1) / kTile;
       for (int i = 0, a = 0; i < n_tiles; ++i) {
-        const int t = n_act / n_tiles + (i < n_act % n_tiles);  // balanced: 8 rows in 6-row tiles are 4 + 4
-        tile_fn<F, H>(t)(nb, panel, xp + size_t(a) * act_stride, act_stride, scales, a,
-                         out + size_t(a) * out_stride + r0, out_stride, wp + size_t(r0 + kRows) * w_stride,
-                         i == 0 ? next_bytes : 0);
-        a += t;
+        (i < n_larger ? larger_tile : tile)(nb, panel, xp + size_t(a) * act_stride, act_stride, scales, a,
+                                            out + size_t(a) * out_stride + r0, out_stride,
+                                            wp + size_t(r0 + kRows) * w_stride, i == 0 ? next_bytes : 0);
+        a += rows_per_tile + (i < n_larger);
       }
     }
   }
