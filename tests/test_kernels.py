@@ -93,7 +93,8 @@ def test_quantized_matmul_handles_extreme_weights(level, wtype, row_split):
 
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("wtype", LEGACY + KQUANTS)
-# Q4_0: 4+ tokens the panel (avx512_zmm: 4-7 the zmm tiles, 8+ the 16-row panel);
+# Q4_0: 4+ tokens the panel (avx2: the 16-row pair tile, then an 8-row panel;
+# avx512_zmm: 4-7 the zmm tiles, 8+ the 16-row panel);
 # Q8_0: 8+ the panel; k-quants: 16+ the panel
 @pytest.mark.parametrize("n_act", [4, 5, 11, 19, 32])
 def test_prompt_sized_matmul_over_whole_row_panels_equals_the_reference(level, wtype, n_act):

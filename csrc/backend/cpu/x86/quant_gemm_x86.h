@@ -50,8 +50,11 @@ constexpr int kPanelRows = 8;   // weight rows per panel: one int32/float lane e
 // Q4_0/Q8_0; 6 for the k-quants, whose longer int16 chains and per-group
 // scale multiply leave registers for 6 (2-core Zen 3, one thread, 512 rows
 // of 2048, GMAC/s at 4 / 6 rows: Q4_K 82 / 85, Q6_K 71 / 73; Q4_0 84 / 78).
-// The 16-row panels keep 4 (kTokenTileWide).
+// The 16-row panels keep 4: in 512-bit registers (kTokenTileWide), and in
+// AVX2's pair of 256-bit panels (kTokenTilePair), which keeps 6 of its 8
+// float accumulators in L1, touched once per block.
 constexpr int kTokenTileWide = 4;
+constexpr int kTokenTilePair = 4;
 // VNNI: vpdpbusd multiplies unsigned by signed bytes into int32 without
 // saturation, so signed Q8_0 codes can be stored offset by 128 (w + 128 in
 // 0..255) and the offset taken out through the activation sums, as Q4_0's 8.
@@ -81,13 +84,19 @@ constexpr int kMinTokensQ4_0 = kVnni ? 4 : 2;
 // The 16-row panels pay from 8 Q4_0 rows: on a 2-core Zen 5, 8 tokens 132
 // GMAC/s against the zmm tiles' 134 (which that level keeps below it), 16
 // tokens 221 against 167.
-constexpr int kMinTokensQ4_0Wide = 8;
+// Without VNNI the 16 rows are AVX2's pair tile (panel_tile_pair): from 4
+// tokens it is no slower in a step and faster in prompts; at 2 it lost a
+// little (whole steps, Zen 3, 1B, best ms of 16, 8-row / pair tile, three
+// alternating rounds: 2 sequences 52-57 / 56-59, 4: 69-78 / 65-73, 16:
+// 179-212 / 178-198; 256-token prompts 84-99 / 116-120 tok/s).
+constexpr int kMinTokensQ4_0Wide = kVnni ? 8 : 4;
 constexpr int kMinTokensQ8_0 = kVnni ? 8 : 3;
 constexpr int kMinTokensK = kVnni ? 16 : 8;
 constexpr int kMinTokensKWide = 16;
 
 // A panel of 8 * H rows (H = 1: one 256-bit vector per step; H = 2: one
-// 512-bit vector, the wide variant below): per block and group g, H vectors
+// 512-bit vector in the wide variant below, two 256-bit ones in AVX2's pair
+// tile): per block and group g, H vectors
 // of codes (vector h: codes 4g..4g+3 of rows 8h..8h+7, row 8h+r in bytes
 // 4r..4r+3), then the rows' scales.
 //
@@ -189,8 +198,8 @@ struct Q8_0 {
 // behind its loads: 2-core Zen 3, 1B shape, Engine.step, best ms per step
 // over 40, pack / first tile: Q4_0 8 sequences 90-95 / 83-88, 4 sequences
 // 62-65 / 54-61; Q8_0 8 sequences 131-148 / 112-137; Q4_K_M 16
-// sequences 305-310 / 262-297; 512-token prompts unchanged. The 16-row
-// tiles (avx512_zmm) do not prefetch: no full-width AVX-512 CPU was at hand
+// sequences 305-310 / 262-297; 512-token prompts unchanged. AVX2's pair
+// tile prefetches the same way; the 512-bit 16-row tiles (avx512_zmm) do not: no full-width AVX-512 CPU was at hand
 // to measure them on. Prefetching to L2 only (T1) was no better than to L1.
 inline size_t prefetch_share(const uint8_t* next, size_t next_bytes, int64_t b, int64_t nb, size_t ahead) {
   for (const size_t end = next_bytes * size_t(b + 1) / size_t(nb); ahead < end; ahead += 64)
@@ -286,6 +295,63 @@ void panel_tile(int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stri
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(out + size_t(t) * out_stride, acc[t]);
 }
+
+#if !defined(SC_QUANT_GEMM_FILL_WIDE)
+// T activation rows against 16 weight rows (two 8-row panels side by side,
+// the H = 2 layout) in 256-bit registers, for AVX2's Q4_0: each activation
+// broadcast feeds two maddubs, one per 8 rows. Without VNNI the 8-row tile
+// spends as many loads as vector operations (per block and token, 8
+// broadcasts and a share of the weight loads beside 8 maddubs and 8 adds),
+// and a core issues loads at half its rate of vector operations. Here a
+// block and token costs 4 broadcasts and 2 weight loads per 8 rows. With 4
+// tokens the 8 int16 sums, 2 weight vectors and a broadcast fill the 16
+// registers, so 6 of the 8 float accumulators live in L1 (a load and a
+// store per block). The sums are the 8-row tile's, lane for lane, so the
+// outputs are bit-identical. Zen 3, 1B Q4_0, 256-token prompt, best tok/s,
+// three alternating rounds: 8-row tile 84-99, pair of 3 tokens (all in
+// registers) 107-112, pair of 4 116-120.
+template <class F, int T>
+void panel_tile_pair(int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const float* dy,
+                     const int32_t* corr, int64_t ld, float* out, size_t out_stride, const uint8_t* next,
+                     size_t next_bytes) {
+  static_assert(F::kOffset && !kVnni, "the pair tile is AVX2's maddubs path for an offset format");
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  size_t ahead = 0;
+  __m256 acc[2][T];
+  for (int t = 0; t < T; ++t) acc[0][t] = acc[1][t] = _mm256_setzero_ps();
+  const uint8_t* wb = p.codes.bytes(0);
+  const uint8_t* yb = acts + offsetof(block_q8_0, qs);
+  for (int64_t b = 0; b < nb; ++b, wb += 16 * 32, yb += sizeof(block_q8_0)) {
+    ahead = prefetch_share(next, next_bytes, b, nb, ahead);
+    __m256i s[2][T];
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; ++g) {
+      const __m256i w0 = load_vec(wb + 64 * g), w1 = load_vec(wb + 64 * g + 32);
+      for (int t = 0; t < T; ++t) {
+        const __m256i y = _mm256_set1_epi32(load_i32(yb + size_t(t) * act_stride + 4 * g));
+        const __m256i m0 = _mm256_maddubs_epi16(w0, y), m1 = _mm256_maddubs_epi16(w1, y);
+        s[0][t] = g == 0 ? m0 : _mm256_add_epi16(s[0][t], m0);
+        s[1][t] = g == 0 ? m1 : _mm256_add_epi16(s[1][t], m1);
+        keep(s[0][t]);
+        keep(s[1][t]);
+      }
+    }
+    const __m256 dw0 = _mm256_loadu_ps(&p.d[size_t(b) * 16]), dw1 = _mm256_loadu_ps(&p.d[size_t(b) * 16 + 8]);
+    for (int t = 0; t < T; ++t) {
+      const __m256i c = _mm256_set1_epi32(corr[t * ld + b]);
+      const __m256 dyt = _mm256_set1_ps(dy[t * ld + b]);
+      const __m256i s0 = _mm256_sub_epi32(_mm256_madd_epi16(s[0][t], ones16), c);
+      const __m256i s1 = _mm256_sub_epi32(_mm256_madd_epi16(s[1][t], ones16), c);
+      acc[0][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_mul_ps(dw0, dyt), acc[0][t]);
+      acc[1][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_mul_ps(dw1, dyt), acc[1][t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    _mm256_storeu_ps(out + size_t(t) * out_stride, acc[0][t]);
+    _mm256_storeu_ps(out + size_t(t) * out_stride + 8, acc[1][t]);
+  }
+}
+#endif
 
 // ---------------------------------------------------------------- k-quants
 // A k-quant panel holds, per super-block, the codes of the 8 weight rows as
@@ -567,6 +633,14 @@ void run_tile(Halves<1>, int64_t nb, const KPanel& p, const uint8_t* acts, size_
               int, float* out, size_t out_stride, const uint8_t* next, size_t next_bytes) {
   kpanel_tile<F, T>(nb, p, acts, act_stride, out, out_stride, next, next_bytes);
 }
+#if !defined(SC_QUANT_GEMM_FILL_WIDE)
+template <class F, int T>
+void run_tile(Halves<2>, int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const ActScales& s,
+              int a, float* out, size_t out_stride, const uint8_t* next, size_t next_bytes) {
+  panel_tile_pair<F, T>(nb, p, acts, act_stride, s.d.data() + a * nb, s.corr.data() + a * nb, nb, out, out_stride,
+                        next, next_bytes);
+}
+#endif
 #if defined(SC_QUANT_GEMM_FILL_WIDE)
 template <class F, int T>
 void run_tile(Halves<2>, int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const ActScales& s,
@@ -600,7 +674,7 @@ TileFn<F, H> tile_fn_of(int t, std::integer_sequence<int, T...>) {
 }
 template <class F, int H>
 TileFn<F, H> tile_fn(int t) {
-  constexpr int kTile = H == 2 ? kTokenTileWide : F::kTokenTile;
+  constexpr int kTile = H == 1 ? F::kTokenTile : kVnni ? kTokenTileWide : kTokenTilePair;
   return tile_fn_of<F, H>(t, std::make_integer_sequence<int, kTile>());
 }
 
@@ -624,7 +698,7 @@ void quant_gemm(int64_t n, const void* w, size_t w_stride, int n_w, const void* 
     scales.prepare(xp, act_stride, n_act, nb, F::kZero);
     // balanced tiles, the same for every panel: the first n_act % n_tiles
     // take one row more (8 rows in 6-row tiles are 4 + 4)
-    constexpr int kTile = H == 2 ? kTokenTileWide : F::kTokenTile;
+    constexpr int kTile = H == 1 ? F::kTokenTile : kVnni ? kTokenTileWide : kTokenTilePair;
     const int n_tiles = (n_act + kTile - 1) / kTile, rows_per_tile = n_act / n_tiles, n_larger = n_act % n_tiles;
     const TileFn<F, H> tile = tile_fn<F, H>(rows_per_tile);
     const TileFn<F, H> larger_tile = n_larger > 0 ? tile_fn<F, H>(rows_per_tile + 1) : tile;
@@ -659,7 +733,13 @@ void install(CpuKernels& k) {
 
 }  // namespace
 
-void SC_QUANT_GEMM_FILL(CpuKernels& k) { install<1>(k); }
+void SC_QUANT_GEMM_FILL(CpuKernels& k) {
+  install<1>(k);
+#if !defined(SC_QUANT_GEMM_FILL_WIDE)
+  below[1][kQ4_0] = k.quant_dot[kQ4_0];  // the 8-row GEMM, for rows that do not fill 16 and few tokens
+  k.quant_dot[kQ4_0] = quant_gemm<Q4_0, 2>;
+#endif
+}
 #if defined(SC_QUANT_GEMM_FILL_WIDE)
 void SC_QUANT_GEMM_FILL_WIDE(CpuKernels& k) { install<2>(k); }
 #endif
