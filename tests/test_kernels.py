@@ -113,6 +113,22 @@ def test_prompt_sized_matmul_over_whole_row_panels_equals_the_reference(level, w
     check_close(got, ref, x, np.abs(w).max())
 
 
+@pytest.mark.skipif("avx2" not in LEVELS, reason="this CPU has no AVX2")
+@pytest.mark.parametrize("n_act", [4, 5, 7, 8, 13])
+def test_avx2_q4_0_16_row_pair_tile_gives_the_8_row_tiles_outputs_bit_for_bit(n_act):
+    # 16-row slices go through the pair tile (two 8-row panels per activation
+    # broadcast), 8-row slices through the 8-row tile: the same integer sums
+    # and float steps lane for lane, so a token's outputs do not depend on
+    # which one a thread's share of rows took
+    rng = np.random.default_rng(n_act)
+    n_out, n_in = 48, 768
+    wq = _core.quantize(rng.standard_normal((n_out, n_in)).astype(np.float32), "q4_0")
+    x = random_rows(rng, n_act, n_in, "heavy")
+    pair = _testing.kernel_quant_matmul("avx2", "q4_0", wq, n_out, n_in, x, row_split=16)
+    single = _testing.kernel_quant_matmul("avx2", "q4_0", wq, n_out, n_in, x, row_split=8)
+    assert pair.tobytes() == single.tobytes()
+
+
 @pytest.mark.parametrize("level", LEVELS)
 def test_prompt_matmul_keeps_q8_0s_most_negative_code_exact(level):
     # a file may hold -128, which no quantizer writes: |w| * |y| still fits

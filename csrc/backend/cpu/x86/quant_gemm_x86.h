@@ -199,8 +199,9 @@ struct Q8_0 {
 // over 40, pack / first tile: Q4_0 8 sequences 90-95 / 83-88, 4 sequences
 // 62-65 / 54-61; Q8_0 8 sequences 131-148 / 112-137; Q4_K_M 16
 // sequences 305-310 / 262-297; 512-token prompts unchanged. AVX2's pair
-// tile prefetches the same way; the 512-bit 16-row tiles (avx512_zmm) do not: no full-width AVX-512 CPU was at hand
-// to measure them on. Prefetching to L2 only (T1) was no better than to L1.
+// tile prefetches the same way; the 512-bit 16-row tiles (avx512_zmm) do
+// not: no full-width AVX-512 CPU was at hand to measure them on.
+// Prefetching to L2 only (T1) was no better than to L1.
 inline size_t prefetch_share(const uint8_t* next, size_t next_bytes, int64_t b, int64_t nb, size_t ahead) {
   for (const size_t end = next_bytes * size_t(b + 1) / size_t(nb); ahead < end; ahead += 64)
     _mm_prefetch(reinterpret_cast<const char*>(next + ahead), _MM_HINT_T0);
@@ -299,17 +300,19 @@ void panel_tile(int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stri
 #if !defined(SC_QUANT_GEMM_FILL_WIDE)
 // T activation rows against 16 weight rows (two 8-row panels side by side,
 // the H = 2 layout) in 256-bit registers, for AVX2's Q4_0: each activation
-// broadcast feeds two maddubs, one per 8 rows. Without VNNI the 8-row tile
-// spends as many loads as vector operations (per block and token, 8
-// broadcasts and a share of the weight loads beside 8 maddubs and 8 adds),
-// and a core issues loads at half its rate of vector operations. Here a
-// block and token costs 4 broadcasts and 2 weight loads per 8 rows. With 4
-// tokens the 8 int16 sums, 2 weight vectors and a broadcast fill the 16
-// registers, so 6 of the 8 float accumulators live in L1 (a load and a
-// store per block). The sums are the 8-row tile's, lane for lane, so the
-// outputs are bit-identical. Zen 3, 1B Q4_0, 256-token prompt, best tok/s,
-// three alternating rounds: 8-row tile 84-99, pair of 3 tokens (all in
-// registers) 107-112, pair of 4 116-120.
+// broadcast feeds two maddubs, one per 8 rows. Per block, token and 8 rows
+// the 8-row tile of 4 tokens issues about 12 loads (8 broadcasts, 2 weight
+// vectors, the scales and the correction) beside 21 vector operations (8
+// maddubs, 8 adds, the float step), and a core issues loads at about half
+// its rate of vector operations (Zen 3: two 256-bit loads and four vector
+// operations a cycle), so the loads bound it. Here it is about 9: 4
+// broadcasts, 2 weight vectors, half the scale loads, and the 6 of 8 float
+// accumulators that do not fit the 16 registers beside the 8 int16 sums, 2
+// weight vectors and a broadcast (they live in L1, loaded and stored once
+// per block). The sums are the 8-row tile's, lane for lane, so the outputs
+// are bit-identical. Zen 3, 1B Q4_0, 256-token prompt, best tok/s, three
+// alternating rounds: 8-row tile 84-99, pair of 3 tokens (all in registers)
+// 107-112, pair of 4 116-120; 6 tokens measured no better than 4.
 template <class F, int T>
 void panel_tile_pair(int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const float* dy,
                      const int32_t* corr, int64_t ld, float* out, size_t out_stride, const uint8_t* next,
@@ -633,14 +636,6 @@ void run_tile(Halves<1>, int64_t nb, const KPanel& p, const uint8_t* acts, size_
               int, float* out, size_t out_stride, const uint8_t* next, size_t next_bytes) {
   kpanel_tile<F, T>(nb, p, acts, act_stride, out, out_stride, next, next_bytes);
 }
-#if !defined(SC_QUANT_GEMM_FILL_WIDE)
-template <class F, int T>
-void run_tile(Halves<2>, int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const ActScales& s,
-              int a, float* out, size_t out_stride, const uint8_t* next, size_t next_bytes) {
-  panel_tile_pair<F, T>(nb, p, acts, act_stride, s.d.data() + a * nb, s.corr.data() + a * nb, nb, out, out_stride,
-                        next, next_bytes);
-}
-#endif
 #if defined(SC_QUANT_GEMM_FILL_WIDE)
 template <class F, int T>
 void run_tile(Halves<2>, int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const ActScales& s,
@@ -651,6 +646,13 @@ template <class F, int T>
 void run_tile(Halves<2>, int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_stride, const NoActScales&,
               int, float* out, size_t out_stride, const uint8_t*, size_t) {
   kpanel_tile_wide<F, T>(nb, p, acts, act_stride, out, out_stride);
+}
+#else
+template <class F, int T>
+void run_tile(Halves<2>, int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const ActScales& s,
+              int a, float* out, size_t out_stride, const uint8_t* next, size_t next_bytes) {
+  panel_tile_pair<F, T>(nb, p, acts, act_stride, s.d.data() + a * nb, s.corr.data() + a * nb, nb, out, out_stride,
+                        next, next_bytes);
 }
 #endif
 
