@@ -107,9 +107,18 @@ def test_truncate_flag_fits_a_long_infill(tiny_gguf_f32):
 
 
 def _interrupt(args, started) -> subprocess.CompletedProcess:
-    """Runs the CLI, sends SIGINT once started(proc) says the work is under way."""
-    p = subprocess.Popen([sys.executable, "-m", "starcoder_cpp", *map(str, args)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
+    """Runs the CLI, sends SIGINT once started(proc) says the work is under way.
+
+    The child gets SIGINT's default disposition, as a command typed at a
+    terminal has: a runner started in the background (`cmd &` in a script)
+    ignores SIGINT, its children inherit that, and Python then installs no
+    KeyboardInterrupt handler, so Ctrl-C would not reach the CLI at all."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # exec makes a handler SIG_DFL
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "starcoder_cpp", *map(str, args)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         deadline = time.monotonic() + 120
         while not started(p):
