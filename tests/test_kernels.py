@@ -94,8 +94,9 @@ def test_quantized_matmul_handles_extreme_weights(level, wtype, row_split):
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("wtype", LEGACY + KQUANTS)
 # Q4_0: 4+ tokens the panel (avx2: the 16-row pair tile, then an 8-row panel;
-# avx512_zmm: 4-7 the zmm tiles, 8+ the 16-row panel);
-# Q8_0: 8+ the panel; k-quants: 16+ the panel
+# avx512: 4-7 the 8-row panel, 8+ the pair tile; avx512_zmm: 4-7 the zmm
+# tiles, 8+ the 16-row panel); Q8_0: 8+ the panel (avx512: the pair tile);
+# k-quants: 16+ the panel
 @pytest.mark.parametrize("n_act", [4, 5, 11, 19, 32])
 def test_prompt_sized_matmul_over_whole_row_panels_equals_the_reference(level, wtype, n_act):
     # slices of 28 rows, as a thread's share of a prompt GEMM: three 8-row
@@ -113,19 +114,26 @@ def test_prompt_sized_matmul_over_whole_row_panels_equals_the_reference(level, w
     check_close(got, ref, x, np.abs(w).max())
 
 
-@pytest.mark.skipif("avx2" not in LEVELS, reason="this CPU has no AVX2")
-@pytest.mark.parametrize("n_act", [4, 5, 7, 8, 13])
-def test_avx2_q4_0_16_row_pair_tile_gives_the_8_row_tiles_outputs_bit_for_bit(n_act):
+# (level, type) pairs whose 16-row slices take the pair tile: AVX2's Q4_0 from
+# 4 tokens, the avx512 level's Q4_0 and Q8_0 (offset formats with VNNI) from 8
+PAIR_TILES = [("avx2", "q4_0"), ("avx512", "q4_0"), ("avx512", "q8_0")]
+
+
+@pytest.mark.parametrize("level,type_name", PAIR_TILES)
+@pytest.mark.parametrize("n_act", [4, 7, 8, 13, 21])
+def test_16_row_pair_tile_gives_the_8_row_tiles_outputs_bit_for_bit(level, type_name, n_act):
     # 16-row slices go through the pair tile (two 8-row panels per activation
     # broadcast), 8-row slices through the 8-row tile: the same integer sums
     # and float steps lane for lane, so a token's outputs do not depend on
     # which one a thread's share of rows took
+    if level not in LEVELS:
+        pytest.skip(f"this CPU cannot run the {level} level")
     rng = np.random.default_rng(n_act)
     n_out, n_in = 48, 768
-    wq = _core.quantize(rng.standard_normal((n_out, n_in)).astype(np.float32), "q4_0")
+    wq = _core.quantize(rng.standard_normal((n_out, n_in)).astype(np.float32), type_name)
     x = random_rows(rng, n_act, n_in, "heavy")
-    pair = _testing.kernel_quant_matmul("avx2", "q4_0", wq, n_out, n_in, x, row_split=16)
-    single = _testing.kernel_quant_matmul("avx2", "q4_0", wq, n_out, n_in, x, row_split=8)
+    pair = _testing.kernel_quant_matmul(level, type_name, wq, n_out, n_in, x, row_split=16)
+    single = _testing.kernel_quant_matmul(level, type_name, wq, n_out, n_in, x, row_split=8)
     assert pair.tobytes() == single.tobytes()
 
 

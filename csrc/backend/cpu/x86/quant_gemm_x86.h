@@ -51,10 +51,12 @@ constexpr int kPanelRows = 8;   // weight rows per panel: one int32/float lane e
 // scale multiply leave registers for 6 (2-core Zen 3, one thread, 512 rows
 // of 2048, GMAC/s at 4 / 6 rows: Q4_K 82 / 85, Q6_K 71 / 73; Q4_0 84 / 78).
 // The 16-row panels keep 4: in 512-bit registers (kTokenTileWide), and in
-// AVX2's pair of 256-bit panels (kTokenTilePair), which keeps 6 of its 8
-// float accumulators in L1, touched once per block.
+// the pair of 256-bit panels (kTokenTilePair), where AVX2 keeps 6 of its 8
+// float accumulators in L1, touched once per block (with VNNI's 32
+// registers 6 tokens fit, and measured no faster: Zen 4, one thread, 256
+// tokens, 2048 x 8192, GMAC/s at 4 / 6: Q4_0 155-156 / 117-158, Q8_0
+// 141-145 / 106-150).
 constexpr int kTokenTileWide = 4;
-constexpr int kTokenTilePair = 4;
 // VNNI: vpdpbusd multiplies unsigned by signed bytes into int32 without
 // saturation, so signed Q8_0 codes can be stored offset by 128 (w + 128 in
 // 0..255) and the offset taken out through the activation sums, as Q4_0's 8.
@@ -63,6 +65,7 @@ constexpr bool kVnni = true;
 #else
 constexpr bool kVnni = false;
 #endif
+constexpr int kTokenTilePair = 4;
 
 // Below a format's kMinTokens activation rows the row kernel is faster: the
 // panel is packed per call, and a few tokens do not pay for it (a server's
@@ -84,18 +87,24 @@ constexpr int kMinTokensQ4_0 = kVnni ? 4 : 2;
 // The 16-row panels pay from 8 Q4_0 rows: on a 2-core Zen 5, 8 tokens 132
 // GMAC/s against the zmm tiles' 134 (which that level keeps below it), 16
 // tokens 221 against 167.
-// Without VNNI the 16 rows are AVX2's pair tile (panel_tile_pair): from 4
-// tokens it is no slower in a step and faster in prompts; at 2 it lost a
-// little (whole steps, Zen 3, 1B, best ms of 16, 8-row / pair tile, three
-// alternating rounds: 2 sequences 52-57 / 56-59, 4: 69-78 / 65-73, 16:
-// 179-212 / 178-198; 256-token prompts 84-99 / 116-120 tok/s).
-constexpr int kMinTokensQ4_0Wide = kVnni ? 8 : 4;
+// The pair tile (panel_tile_pair, 16 rows in 256-bit halves) takes Q4_0
+// from 4 tokens at the AVX2 and avx512 levels: no slower in a step and
+// faster in prompts; at 2 it lost a little (whole steps, Zen 3, 1B, best
+// ms of 16, 8-row / pair tile, three alternating rounds: 2 sequences 52-57
+// / 56-59, 4: 69-78 / 65-73, 16: 179-212 / 178-198; 256-token prompts
+// 84-99 / 116-120 tok/s). With VNNI (Zen 4, avx512 level, 1B Q4_0, best ms
+// of 16, two rounds, pair tile from 8 / from 4): 4 sequences 76-82 / 78-80,
+// 8: 123-127 / 112 (the same code: the spread of this VM), 16: 205-212 /
+// 188-198.
+constexpr int kMinTokensQ4_0Pair = 4;
+constexpr int kMinTokensQ4_0Wide = 8;
 constexpr int kMinTokensQ8_0 = kVnni ? 8 : 3;
+constexpr int kMinTokensQ8_0Pair = 8;  // VNNI only: from the 8-row GEMM's own crossover
 constexpr int kMinTokensK = kVnni ? 16 : 8;
 constexpr int kMinTokensKWide = 16;
 
 // A panel of 8 * H rows (H = 1: one 256-bit vector per step; H = 2: one
-// 512-bit vector in the wide variant below, two 256-bit ones in AVX2's pair
+// 512-bit vector in the wide variant below, two 256-bit ones in the pair
 // tile): per block and group g, H vectors
 // of codes (vector h: codes 4g..4g+3 of rows 8h..8h+7, row 8h+r in bytes
 // 4r..4r+3), then the rows' scales.
@@ -136,6 +145,7 @@ struct NoActScales;  // the k-quants' (nothing), with the driver
 struct Q4_0 {
   static constexpr int kSlot = kQ4_0;
   static constexpr int kMinTokens = kMinTokensQ4_0;
+  static constexpr int kMinTokensPair = kMinTokensQ4_0Pair;
   static constexpr int kMinTokensWide = kMinTokensQ4_0Wide;
   static constexpr int kTokenTile = 4;
   static constexpr int kZero = 8;  // code of weight 0
@@ -169,6 +179,7 @@ struct Q4_0 {
 struct Q8_0 {
   static constexpr int kSlot = kQ8_0;
   static constexpr int kMinTokens = kMinTokensQ8_0;
+  static constexpr int kMinTokensPair = kMinTokensQ8_0Pair;
   static constexpr int kMinTokensWide = kMinTokensQ8_0;
   static constexpr int kTokenTile = 4;
   static constexpr int kZero = kVnni ? 128 : 0;
@@ -297,10 +308,10 @@ void panel_tile(int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stri
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(out + size_t(t) * out_stride, acc[t]);
 }
 
-#if !defined(SC_QUANT_GEMM_FILL_WIDE)
 // T activation rows against 16 weight rows (two 8-row panels side by side,
-// the H = 2 layout) in 256-bit registers, for AVX2's Q4_0: each activation
-// broadcast feeds two maddubs, one per 8 rows. Per block, token and 8 rows
+// the H = 2 layout) in 256-bit registers, for the offset formats (AVX2's
+// Q4_0; Q4_0 and Q8_0 with VNNI): each activation broadcast feeds two
+// maddubs (or vpdpbusd), one per 8 rows. Per block, token and 8 rows
 // the 8-row tile of 4 tokens issues about 12 loads (8 broadcasts, 2 weight
 // vectors, the scales and the correction) beside 21 vector operations (8
 // maddubs, 8 adds, the float step), and a core issues loads at about half
@@ -312,13 +323,20 @@ void panel_tile(int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stri
 // per block). The sums are the 8-row tile's, lane for lane, so the outputs
 // are bit-identical. Zen 3, 1B Q4_0, 256-token prompt, best tok/s, three
 // alternating rounds: 8-row tile 84-99, pair of 3 tokens (all in registers)
-// 107-112, pair of 4 116-120; 6 tokens measured no better than 4.
+// 107-112, pair of 4 116-120; 6 tokens measured no better than 4. With
+// VNNI the same halving of broadcasts per multiply made the avx512 level's
+// 256-bit GEMM as fast as avx512_zmm's 512-bit one on a Zen 4, which runs
+// a 512-bit vpdpbusd at the 256-bit rate (1B, 256-token prompts, best
+// tok/s, two alternating rounds, 8-row tile / pair tile / avx512_zmm:
+// Q4_0 162-197 / 228-241 / 224-246, Q8_0 175-204 / 215-239 / 248-280).
 template <class F, int T>
 void panel_tile_pair(int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const float* dy,
                      const int32_t* corr, int64_t ld, float* out, size_t out_stride, const uint8_t* next,
                      size_t next_bytes) {
-  static_assert(F::kOffset && !kVnni, "the pair tile is AVX2's maddubs path for an offset format");
+  static_assert(F::kOffset, "the pair tile multiplies unsigned codes: an offset format");
+#if !(defined(__AVX512VNNI__) && defined(__AVX512VL__))
   const __m256i ones16 = _mm256_set1_epi16(1);
+#endif
   size_t ahead = 0;
   __m256 acc[2][T];
   for (int t = 0; t < T; ++t) acc[0][t] = acc[1][t] = _mm256_setzero_ps();
@@ -332,9 +350,14 @@ void panel_tile_pair(int64_t nb, const Panel& p, const uint8_t* acts, size_t act
       const __m256i w0 = load_vec(wb + 64 * g), w1 = load_vec(wb + 64 * g + 32);
       for (int t = 0; t < T; ++t) {
         const __m256i y = _mm256_set1_epi32(load_i32(yb + size_t(t) * act_stride + 4 * g));
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+        s[0][t] = _mm256_dpbusd_epi32(g == 0 ? _mm256_setzero_si256() : s[0][t], w0, y);
+        s[1][t] = _mm256_dpbusd_epi32(g == 0 ? _mm256_setzero_si256() : s[1][t], w1, y);
+#else
         const __m256i m0 = _mm256_maddubs_epi16(w0, y), m1 = _mm256_maddubs_epi16(w1, y);
         s[0][t] = g == 0 ? m0 : _mm256_add_epi16(s[0][t], m0);
         s[1][t] = g == 0 ? m1 : _mm256_add_epi16(s[1][t], m1);
+#endif
         keep(s[0][t]);
         keep(s[1][t]);
       }
@@ -343,8 +366,12 @@ void panel_tile_pair(int64_t nb, const Panel& p, const uint8_t* acts, size_t act
     for (int t = 0; t < T; ++t) {
       const __m256i c = _mm256_set1_epi32(corr[t * ld + b]);
       const __m256 dyt = _mm256_set1_ps(dy[t * ld + b]);
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+      const __m256i s0 = _mm256_sub_epi32(s[0][t], c), s1 = _mm256_sub_epi32(s[1][t], c);
+#else
       const __m256i s0 = _mm256_sub_epi32(_mm256_madd_epi16(s[0][t], ones16), c);
       const __m256i s1 = _mm256_sub_epi32(_mm256_madd_epi16(s[1][t], ones16), c);
+#endif
       acc[0][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_mul_ps(dw0, dyt), acc[0][t]);
       acc[1][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_mul_ps(dw1, dyt), acc[1][t]);
     }
@@ -354,7 +381,6 @@ void panel_tile_pair(int64_t nb, const Panel& p, const uint8_t* acts, size_t act
     _mm256_storeu_ps(out + size_t(t) * out_stride + 8, acc[1][t]);
   }
 }
-#endif
 
 // ---------------------------------------------------------------- k-quants
 // A k-quant panel holds, per super-block, the codes of the 8 weight rows as
@@ -599,8 +625,31 @@ struct NoActScales {
   void prepare(const uint8_t*, size_t, int, int64_t, int) {}
 };
 
-template <int H>
-using Halves = std::integral_constant<int, H>;
+// The tiles a GEMM runs, one tag per panel height and register width: 8
+// rows in 256-bit registers; 16 rows (two 8-row panels side by side) as two
+// 256-bit halves, the pair tile; 16 rows in one 512-bit vector (avx512_zmm).
+// kIndex: the tag's row in `below`.
+struct Rows8 {
+  static constexpr int kHalves = 1, kIndex = 0;
+  template <class F>
+  static constexpr int kTokenTile = F::kTokenTile;
+  template <class F>
+  static constexpr int kMinTokens = F::kMinTokens;
+};
+struct Pair16 {
+  static constexpr int kHalves = 2, kIndex = 1;
+  template <class F>
+  static constexpr int kTokenTile = kTokenTilePair;
+  template <class F>
+  static constexpr int kMinTokens = F::kMinTokensPair;
+};
+struct Zmm16 {
+  static constexpr int kHalves = 2, kIndex = 2;
+  template <class F>
+  static constexpr int kTokenTile = kTokenTileWide;
+  template <class F>
+  static constexpr int kMinTokens = F::kMinTokensWide;
+};
 
 // Packs 8 * halves rows of Q4_0 or Q8_0 into a panel, storing through one
 // pointer to the codes (a store through the vector container made GCC
@@ -624,35 +673,34 @@ void pack_rows(const uint8_t* w, size_t stride, int64_t nb, int halves, KPanel& 
   F::pack(w, stride, nb, halves, p);
 }
 
-// One tile of T activation rows (starting at row a) against a panel of 8 * H rows.
+// One tile of T activation rows (starting at row a) against a panel.
 template <class F, int T>
-void run_tile(Halves<1>, int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const ActScales& s,
-              int a, float* out, size_t out_stride, const uint8_t* next, size_t next_bytes) {
+void run_tile(Rows8, int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const ActScales& s, int a,
+              float* out, size_t out_stride, const uint8_t* next, size_t next_bytes) {
   panel_tile<F, T>(nb, p, acts, act_stride, s.d.data() + a * nb, F::kOffset ? s.corr.data() + a * nb : nullptr, nb,
                    out, out_stride, next, next_bytes);
 }
 template <class F, int T>
-void run_tile(Halves<1>, int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_stride, const NoActScales&,
-              int, float* out, size_t out_stride, const uint8_t* next, size_t next_bytes) {
+void run_tile(Rows8, int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_stride, const NoActScales&, int,
+              float* out, size_t out_stride, const uint8_t* next, size_t next_bytes) {
   kpanel_tile<F, T>(nb, p, acts, act_stride, out, out_stride, next, next_bytes);
+}
+template <class F, int T>
+void run_tile(Pair16, int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const ActScales& s, int a,
+              float* out, size_t out_stride, const uint8_t* next, size_t next_bytes) {
+  panel_tile_pair<F, T>(nb, p, acts, act_stride, s.d.data() + a * nb, s.corr.data() + a * nb, nb, out, out_stride,
+                        next, next_bytes);
 }
 #if defined(SC_QUANT_GEMM_FILL_WIDE)
 template <class F, int T>
-void run_tile(Halves<2>, int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const ActScales& s,
-              int a, float* out, size_t out_stride, const uint8_t*, size_t) {
+void run_tile(Zmm16, int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const ActScales& s, int a,
+              float* out, size_t out_stride, const uint8_t*, size_t) {
   panel_tile_wide<F, T>(nb, p, acts, act_stride, s.d.data() + a * nb, s.corr.data() + a * nb, nb, out, out_stride);
 }
 template <class F, int T>
-void run_tile(Halves<2>, int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_stride, const NoActScales&,
-              int, float* out, size_t out_stride, const uint8_t*, size_t) {
+void run_tile(Zmm16, int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_stride, const NoActScales&, int,
+              float* out, size_t out_stride, const uint8_t*, size_t) {
   kpanel_tile_wide<F, T>(nb, p, acts, act_stride, out, out_stride);
-}
-#else
-template <class F, int T>
-void run_tile(Halves<2>, int64_t nb, const Panel& p, const uint8_t* acts, size_t act_stride, const ActScales& s,
-              int a, float* out, size_t out_stride, const uint8_t* next, size_t next_bytes) {
-  panel_tile_pair<F, T>(nb, p, acts, act_stride, s.d.data() + a * nb, s.corr.data() + a * nb, nb, out, out_stride,
-                        next, next_bytes);
 }
 #endif
 
@@ -661,35 +709,34 @@ void run_tile(Halves<2>, int64_t nb, const Panel& p, const uint8_t* acts, size_t
 // single rows for 8 tokens reread the panel 3 times, at a third of the
 // work per weight load in the singles. (Zen 3, Engine.step, 1B Q4_K_M, 16
 // sequences, 6 + 6 + 4 singles / 6 + 5 + 5: best 283-344 / 261-278 ms.)
-template <class F, int H>
+template <class F>
 using TileFn = void (*)(int64_t, const typename F::PanelT&, const uint8_t*, size_t, const typename F::Act&, int,
                         float*, size_t, const uint8_t*, size_t);
-template <class F, int H, int T>
+template <class F, class Tiles, int T>
 void tile_of(int64_t nb, const typename F::PanelT& p, const uint8_t* acts, size_t act_stride, const typename F::Act& s,
              int a, float* out, size_t out_stride, const uint8_t* next, size_t next_bytes) {
-  run_tile<F, T>(Halves<H>(), nb, p, acts, act_stride, s, a, out, out_stride, next, next_bytes);
+  run_tile<F, T>(Tiles(), nb, p, acts, act_stride, s, a, out, out_stride, next, next_bytes);
 }
-template <class F, int H, int... T>
-TileFn<F, H> tile_fn_of(int t, std::integer_sequence<int, T...>) {
-  static constexpr TileFn<F, H> fns[] = {tile_of<F, H, T + 1>...};
+template <class F, class Tiles, int... T>
+TileFn<F> tile_fn_of(int t, std::integer_sequence<int, T...>) {
+  static constexpr TileFn<F> fns[] = {tile_of<F, Tiles, T + 1>...};
   return fns[t - 1];
 }
-template <class F, int H>
-TileFn<F, H> tile_fn(int t) {
-  constexpr int kTile = H == 1 ? F::kTokenTile : kVnni ? kTokenTileWide : kTokenTilePair;
-  return tile_fn_of<F, H>(t, std::make_integer_sequence<int, kTile>());
+template <class F, class Tiles>
+TileFn<F> tile_fn(int t) {
+  return tile_fn_of<F, Tiles>(t, std::make_integer_sequence<int, Tiles::template kTokenTile<F>>());
 }
 
-// What a GEMM of 8 * H-row panels hands the rest to (decode, and rows that
-// do not fill a panel): the level's row kernels below the 8-row GEMM, the
-// 8-row GEMM below the 16-row one.
-QuantDotFn below[2][kQuantSlots];  // [H - 1]
+// What a GEMM hands the rest to (decode, and rows that do not fill a
+// panel): the level's row kernels below the 8-row GEMM, the 8-row GEMM below
+// the 16-row ones.
+QuantDotFn below[3][kQuantSlots];  // [Tiles::kIndex]
 
-template <class F, int H>
+template <class F, class Tiles>
 void quant_gemm(int64_t n, const void* w, size_t w_stride, int n_w, const void* acts, size_t act_stride,
                 int n_act, float* out, size_t out_stride) {
-  constexpr int kRows = kPanelRows * H;
-  const int n_panel_rows = n_act >= (H == 2 ? F::kMinTokensWide : F::kMinTokens) ? n_w / kRows * kRows : 0;
+  constexpr int H = Tiles::kHalves, kRows = kPanelRows * H;
+  const int n_panel_rows = n_act >= Tiles::template kMinTokens<F> ? n_w / kRows * kRows : 0;
   const uint8_t* wp = static_cast<const uint8_t*>(w);
   const uint8_t* xp = static_cast<const uint8_t*>(acts);
   if (n_panel_rows > 0) {
@@ -700,10 +747,10 @@ void quant_gemm(int64_t n, const void* w, size_t w_stride, int n_w, const void* 
     scales.prepare(xp, act_stride, n_act, nb, F::kZero);
     // balanced tiles, the same for every panel: the first n_act % n_tiles
     // take one row more (8 rows in 6-row tiles are 4 + 4)
-    constexpr int kTile = H == 1 ? F::kTokenTile : kVnni ? kTokenTileWide : kTokenTilePair;
+    constexpr int kTile = Tiles::template kTokenTile<F>;
     const int n_tiles = (n_act + kTile - 1) / kTile, rows_per_tile = n_act / n_tiles, n_larger = n_act % n_tiles;
-    const TileFn<F, H> tile = tile_fn<F, H>(rows_per_tile);
-    const TileFn<F, H> larger_tile = n_larger > 0 ? tile_fn<F, H>(rows_per_tile + 1) : tile;
+    const TileFn<F> tile = tile_fn<F, Tiles>(rows_per_tile);
+    const TileFn<F> larger_tile = n_larger > 0 ? tile_fn<F, Tiles>(rows_per_tile + 1) : tile;
     for (int r0 = 0; r0 < n_panel_rows; r0 += kRows) {
       // the next panel's rows, or none after the last
       const size_t next_bytes = r0 + kRows < n_panel_rows ? size_t(kRows) * w_stride : 0;
@@ -717,33 +764,30 @@ void quant_gemm(int64_t n, const void* w, size_t w_stride, int n_w, const void* 
     }
   }
   if (n_panel_rows < n_w)
-    below[H - 1][F::kSlot](n, wp + size_t(n_panel_rows) * w_stride, w_stride, n_w - n_panel_rows, acts, act_stride,
+    below[Tiles::kIndex][F::kSlot](n, wp + size_t(n_panel_rows) * w_stride, w_stride, n_w - n_panel_rows, acts, act_stride,
                        n_act, out + n_panel_rows, out_stride);
 }
 
-template <int H>
+// Installs the GEMM of Tiles for each format over the level's kernel, which it wraps.
+template <class Tiles, class... F>
 void install(CpuKernels& k) {
-  for (int slot : {kQ4_0, kQ8_0, kQ2_K, kQ3_K, kQ4_K, kQ5_K, kQ6_K}) below[H - 1][slot] = k.quant_dot[slot];
-  k.quant_dot[kQ4_0] = quant_gemm<Q4_0, H>;
-  k.quant_dot[kQ8_0] = quant_gemm<Q8_0, H>;
-  k.quant_dot[kQ2_K] = quant_gemm<Q2_K, H>;
-  k.quant_dot[kQ3_K] = quant_gemm<Q3_K, H>;
-  k.quant_dot[kQ4_K] = quant_gemm<Q4_K, H>;
-  k.quant_dot[kQ5_K] = quant_gemm<Q5_K, H>;
-  k.quant_dot[kQ6_K] = quant_gemm<Q6_K, H>;
+  for (int slot : {F::kSlot...}) below[Tiles::kIndex][slot] = k.quant_dot[slot];
+  ((k.quant_dot[F::kSlot] = quant_gemm<F, Tiles>), ...);
 }
 
 }  // namespace
 
 void SC_QUANT_GEMM_FILL(CpuKernels& k) {
-  install<1>(k);
-#if !defined(SC_QUANT_GEMM_FILL_WIDE)
-  below[1][kQ4_0] = k.quant_dot[kQ4_0];  // the 8-row GEMM, for rows that do not fill 16 and few tokens
-  k.quant_dot[kQ4_0] = quant_gemm<Q4_0, 2>;
-#endif
+  install<Rows8, Q4_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K>(k);
+  // the 16-row pair tile for the offset formats (Q8_0 is one only with VNNI),
+  // wrapping the 8-row GEMM for rows that do not fill 16 and few tokens
+  if constexpr (kVnni)
+    install<Pair16, Q4_0, Q8_0>(k);
+  else
+    install<Pair16, Q4_0>(k);
 }
 #if defined(SC_QUANT_GEMM_FILL_WIDE)
-void SC_QUANT_GEMM_FILL_WIDE(CpuKernels& k) { install<2>(k); }
+void SC_QUANT_GEMM_FILL_WIDE(CpuKernels& k) { install<Zmm16, Q4_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K>(k); }
 #endif
 
 }  // namespace sc
