@@ -59,7 +59,9 @@ def check_close(got, ref, x, w_scale):
 
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("wtype", LEGACY + KQUANTS)
-@pytest.mark.parametrize("n_act", [1, 2, 3, 8, 13])
+# 1-8: the few-token row kernels (k-quants: one instance per count), 13: the
+# tiles below the panel GEMM
+@pytest.mark.parametrize("n_act", [1, 2, 3, 5, 7, 8, 13])
 def test_quantized_matmul_equals_the_reference(level, wtype, n_act):
     rng = np.random.default_rng(hash((wtype, n_act)) % 2**32)
     n_out, n_in = 12, 768 if wtype in LEGACY else 1024
