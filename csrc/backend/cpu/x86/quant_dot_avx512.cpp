@@ -326,25 +326,9 @@ inline float hsum256(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Decode (NT = 1) and a server's batched decode of 2-3 tokens (4 and more
-// take the panel GEMM, quant_gemm_x86.h) against activation rows x: the
-// one-row tile, except for Q4_0 (below).
-template <class F, int NT>
-void dot_rows_few(int64_t nb, const uint8_t* w, size_t w_stride, int n_w, const uint8_t* x, size_t x_stride,
-                  float* out, size_t out_stride) {
-  // Q8_0's blocks unpack to nothing, so its rows stream at memory speed
-  // from one row at a time (with the decode prefetch); the formats that
-  // unpack nibbles or fifth bits gain more from sharing each activation
-  // load among 4 rows (one thread, 16384 x 2048, Zen 4, GMAC/s, 4-row / 1-row
-  // tiles, 2 and 3 tokens: Q8_0 21.8 / 28.8, 27.5 / 30.1; Q5_0 21.8 /
-  // 23.1, 29.5 / 23.6; Q4_1 19.2 / 18.9, 26.9 / 20.7)
-  constexpr int kRows = NT == 1 || std::is_same_v<F, Q8_0> ? 1 : 4;
-  dot_rows<F, kRows, NT>(nb, w, w_stride, n_w, x, x_stride, out, out_stride);
-}
-
-// Q4_0: the pair kernel, each weight pair unpacked once for the NT tokens.
-// (Through the 4-row tiles, 2 tokens took 1.7x one token's time: one
-// thread, 8192 x 8192, Zen 4, 34 against 29 GMAC/s.)
+// Q4_0 decode of NT tokens: the pair kernel, each weight pair unpacked once
+// for all of them. (Through the 4-row tiles, 2 tokens took 2.7x one token's
+// time: one thread, 16384 x 2048, Zen 4, 23 against 40 GMAC/s; now 64.)
 template <int NT>
 void dot_rows_few_q4_0(int64_t nb, const uint8_t* w, size_t w_stride, int n_w, const uint8_t* x, size_t x_stride,
                        float* out, size_t out_stride) {
@@ -376,20 +360,24 @@ void dot_rows_few_q4_0(int64_t nb, const uint8_t* w, size_t w_stride, int n_w, c
     }
   }
 }
-template <>
-void dot_rows_few<Q4_0, 1>(int64_t nb, const uint8_t* w, size_t w_stride, int n_w, const uint8_t* x, size_t x_stride,
-                           float* out, size_t out_stride) {
-  dot_rows_few_q4_0<1>(nb, w, w_stride, n_w, x, x_stride, out, out_stride);
-}
-template <>
-void dot_rows_few<Q4_0, 2>(int64_t nb, const uint8_t* w, size_t w_stride, int n_w, const uint8_t* x, size_t x_stride,
-                           float* out, size_t out_stride) {
-  dot_rows_few_q4_0<2>(nb, w, w_stride, n_w, x, x_stride, out, out_stride);
-}
-template <>
-void dot_rows_few<Q4_0, 3>(int64_t nb, const uint8_t* w, size_t w_stride, int n_w, const uint8_t* x, size_t x_stride,
-                           float* out, size_t out_stride) {
-  dot_rows_few_q4_0<3>(nb, w, w_stride, n_w, x, x_stride, out, out_stride);
+
+// Decode (NT = 1) and a server's batched decode of 2-3 tokens (4 and more
+// take the panel GEMM, quant_gemm_x86.h) against activation rows x: the
+// one-row tile, except for Q4_0 (above).
+template <class F, int NT>
+void dot_rows_few(int64_t nb, const uint8_t* w, size_t w_stride, int n_w, const uint8_t* x, size_t x_stride,
+                  float* out, size_t out_stride) {
+  // Q8_0's blocks unpack to nothing, so its rows stream at memory speed
+  // from one row at a time (with the decode prefetch); the formats that
+  // unpack nibbles or fifth bits gain more from sharing each activation
+  // load among 4 rows (one thread, 16384 x 2048, Zen 4, GMAC/s, 4-row / 1-row
+  // tiles, 2 and 3 tokens: Q8_0 21.8 / 28.8, 27.5 / 30.1; Q5_0 21.8 /
+  // 23.1, 29.5 / 23.6; Q4_1 19.2 / 18.9, 26.9 / 20.7)
+  constexpr int kRows = NT == 1 || std::is_same_v<F, Q8_0> ? 1 : 4;
+  if constexpr (std::is_same_v<F, Q4_0>)
+    dot_rows_few_q4_0<NT>(nb, w, w_stride, n_w, x, x_stride, out, out_stride);
+  else
+    dot_rows<F, kRows, NT>(nb, w, w_stride, n_w, x, x_stride, out, out_stride);
 }
 
 // Activations go in chunks small enough to stay in L2 while the rows stream
