@@ -23,11 +23,6 @@ namespace {
 // enough to cover the gap between two ops of a decode step (and the Python
 // call between two tokens), short enough that an idle model frees the core.
 constexpr auto kSpinTime = std::chrono::microseconds(2000);
-// Chunks per thread in parallel_for. One contiguous slice per thread left
-// the caller waiting 14% of a Q4_0 decode step for the other thread (2
-// vCPUs, Zen 3: the same number of rows took them different times); with a
-// few chunks each, the faster thread takes the slower one's last chunk.
-constexpr int64_t kChunksPerThread = 4;
 }  // namespace
 
 int default_thread_count() {
@@ -80,8 +75,8 @@ void ThreadPool::stop_and_join() {
   threads_.clear();
 }
 
-void ThreadPool::parallel_for(int64_t n, int64_t grain,
-                              const std::function<void(int64_t, int64_t, int)>& fn) {
+void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn,
+                              int64_t chunks_per_thread) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   const int64_t n_grains = (n + grain - 1) / grain;
@@ -90,9 +85,9 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
     fn(0, n, 0);
     return;
   }
-  // Up to kChunksPerThread chunks per thread: each thread first runs the
+  // Up to chunks_per_thread chunks per thread: each thread first runs the
   // chunk of its own index, then takes the chunks left over in turn.
-  const int64_t n_chunks_max = std::min<int64_t>(n_grains, int64_t(n_used) * kChunksPerThread);
+  const int64_t n_chunks_max = std::min<int64_t>(n_grains, int64_t(n_used) * std::max<int64_t>(1, chunks_per_thread));
   const int64_t chunk = (n_grains + n_chunks_max - 1) / n_chunks_max * grain;
   job_ = &fn;
   job_n_ = n;
