@@ -4,8 +4,9 @@
 // from cpuid (x86-64) or the auxiliary vector (aarch64); STARCODER_CPU=
 // generic|avx2|avx512|avx512_zmm (x86-64) or generic|neon|neon_dotprod
 // (aarch64) forces another the CPU can run. Of the two AVX-512 levels, avx512_zmm (the prompt GEMM on
-// 16-row panels in 512-bit registers) is chosen where a 512-bit integer
-// multiply-add runs at full width, avx512 (8-row panels, 256-bit registers)
+// 16-row panels in 512-bit registers for every format) is chosen where a
+// 512-bit integer multiply-add runs at full width, avx512 (Q4_0 and Q8_0 on
+// 16-row panels as two 256-bit halves, the k-quants in 512-bit registers)
 // where it is split into two halves; STARCODER_CPU=avx512 or avx512_zmm
 // forces either.
 #pragma once
@@ -154,7 +155,7 @@ void fill_quant_legacy_avx512_zmm(CpuKernels& k);
 void fill_quant_k_avx512(CpuKernels& k);       // quant_dot_k_avx512.cpp
 // quant_gemm_avx512.cpp: the same GEMM with VNNI; wraps the AVX-512 row kernels, so call it after them.
 void fill_quant_gemm_avx512(CpuKernels& k);
-// The same on 16-row panels in 512-bit registers (the avx512_zmm level); wraps the above.
+// Q4_0 and Q8_0 on 16-row panels in 512-bit registers too (the avx512_zmm level); wraps the above.
 void fill_quant_gemm_avx512_zmm(CpuKernels& k);
 void fill_attention_generic(CpuKernels& k);    // attention.cpp
 void fill_attention_avx2(CpuKernels& k);       // attention_avx2.cpp

@@ -1,6 +1,8 @@
 // The prompt-path GEMM (quant_gemm_x86.h) at the AVX-512 levels: vpdpbusd
-// and vpdpwssd on 8-row panels in 256-bit registers (avx512), and on 16-row
-// panels in 512-bit registers (avx512_zmm, for full-width 512-bit cores).
+// and vpdpwssd on 8-row panels in 256-bit registers, Q4_0 and Q8_0 on
+// 16-row panels as two 256-bit halves and the k-quants on 16-row panels in
+// 512-bit registers (avx512), and every format on 16-row panels in 512-bit
+// registers (avx512_zmm, for full-width 512-bit cores).
 // Each is installed over the kernels below it, which it wraps (decode and
 // the rows that do not fill a panel).
 #include "backend/cpu/kernels.h"

@@ -5,8 +5,9 @@
 // the inner steps use vpdpbusd / vpdpwssd in 256-bit registers (one
 // instruction where AVX2 needs a multiply and an add); everything else is
 // the same code. The AVX-512 file also defines SC_QUANT_GEMM_FILL_WIDE,
-// which installs the 16-row variant in 512-bit registers (the avx512_zmm
-// level, for cores that run 512-bit operations at full width).
+// which makes the 16-row tiles in 512-bit registers available: the
+// k-quants take them at both AVX-512 levels, Q4_0 and Q8_0 at the
+// avx512_zmm level (for cores that run 512-bit operations at full width).
 //
 // The row kernels (quant_dot_avx2.cpp) dot one weight block with one
 // activation block at a time: a maddubs yields 16 pair sums of ONE row,
@@ -209,9 +210,11 @@ struct Q8_0 {
 // behind its loads: 2-core Zen 3, 1B shape, Engine.step, best ms per step
 // over 40, pack / first tile: Q4_0 8 sequences 90-95 / 83-88, 4 sequences
 // 62-65 / 54-61; Q8_0 8 sequences 131-148 / 112-137; Q4_K_M 16
-// sequences 305-310 / 262-297; 512-token prompts unchanged. AVX2's pair
-// tile prefetches the same way; the 512-bit 16-row tiles (avx512_zmm) do
-// not: no full-width AVX-512 CPU was at hand to measure them on.
+// sequences 305-310 / 262-297; 512-token prompts unchanged. The pair tiles
+// and the 512-bit k-quant tile prefetch the same way (on a Zen 4, 1B
+// Q4_K_M, 16 sequences, best ms of 12, two rounds, without / with:
+// 228-257 / 231-233); the 512-bit Q4_0/Q8_0 tile (avx512_zmm) does not:
+// no full-width AVX-512 CPU was at hand to measure it on.
 // Prefetching to L2 only (T1) was no better than to L1.
 inline size_t prefetch_share(const uint8_t* next, size_t next_bytes, int64_t b, int64_t nb, size_t ahead) {
   for (const size_t end = next_bytes * size_t(b + 1) / size_t(nb); ahead < end; ahead += 64)
@@ -578,10 +581,12 @@ void panel_tile_wide(int64_t nb, const Panel& p, const uint8_t* acts, size_t act
 
 template <class F, int T>
 void kpanel_tile_wide(int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_stride, float* out,
-                      size_t out_stride) {
+                      size_t out_stride, const uint8_t* next, size_t next_bytes) {
   __m512 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  size_t ahead = 0;
   for (int64_t i = 0; i < nb; ++i) {
+    ahead = prefetch_share(next, next_bytes, i, nb, ahead);
     const block_q8_K* y[T];
     for (int t = 0; t < T; ++t) y[t] = act_row(acts, act_stride, t) + i;
     __m512i s32[T];
@@ -699,8 +704,8 @@ void run_tile(Zmm16, int64_t nb, const Panel& p, const uint8_t* acts, size_t act
 }
 template <class F, int T>
 void run_tile(Zmm16, int64_t nb, const KPanel& p, const uint8_t* acts, size_t act_stride, const NoActScales&, int,
-              float* out, size_t out_stride, const uint8_t*, size_t) {
-  kpanel_tile_wide<F, T>(nb, p, acts, act_stride, out, out_stride);
+              float* out, size_t out_stride, const uint8_t* next, size_t next_bytes) {
+  kpanel_tile_wide<F, T>(nb, p, acts, act_stride, out, out_stride, next, next_bytes);
 }
 #endif
 
@@ -785,9 +790,18 @@ void SC_QUANT_GEMM_FILL(CpuKernels& k) {
     install<Pair16, Q4_0, Q8_0>(k);
   else
     install<Pair16, Q4_0>(k);
+#if defined(SC_QUANT_GEMM_FILL_WIDE)
+  // The k-quants take the 512-bit 16-row tiles at both AVX-512 levels: on a
+  // Zen 4, which runs them at the 256-bit rate, they still issue half the
+  // instructions, and a pair tile in 256-bit halves measured no faster than
+  // the 8-row one (docs/ARCHITECTURE.md).
+  install<Zmm16, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K>(k);
+#endif
 }
 #if defined(SC_QUANT_GEMM_FILL_WIDE)
-void SC_QUANT_GEMM_FILL_WIDE(CpuKernels& k) { install<Zmm16, Q4_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K>(k); }
+// avx512_zmm: the level above with Q4_0 and Q8_0 on 512-bit 16-row tiles
+// too (its k-quants already are).
+void SC_QUANT_GEMM_FILL_WIDE(CpuKernels& k) { install<Zmm16, Q4_0, Q8_0>(k); }
 #endif
 
 }  // namespace sc
