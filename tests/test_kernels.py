@@ -60,7 +60,7 @@ def check_close(got, ref, x, w_scale):
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("wtype", LEGACY + KQUANTS)
 # 1-8: the few-token row kernels (k-quants: one instance per count), 13: the
-# tiles below the panel GEMM
+# tiles that take the rows a panel GEMM leaves (slices of 7 rows fill none)
 @pytest.mark.parametrize("n_act", [1, 2, 3, 5, 7, 8, 13])
 def test_quantized_matmul_equals_the_reference(level, wtype, n_act):
     rng = np.random.default_rng(hash((wtype, n_act)) % 2**32)
@@ -98,7 +98,7 @@ def test_quantized_matmul_handles_extreme_weights(level, wtype, row_split):
 # Q4_0: 4+ tokens the panel (avx2: the 16-row pair tile, then an 8-row panel;
 # avx512: 4-7 the 8-row panel, 8+ the pair tile; avx512_zmm: 4-7 the zmm
 # tiles, 8+ the 16-row panel); Q8_0: 8+ the panel (avx512: the pair tile);
-# k-quants: 16+ the panel
+# k-quants: 8+ (AVX2) or 9+ (VNNI) the panel
 @pytest.mark.parametrize("n_act", [4, 5, 11, 19, 32])
 def test_prompt_sized_matmul_over_whole_row_panels_equals_the_reference(level, wtype, n_act):
     # slices of 28 rows, as a thread's share of a prompt GEMM: three 8-row

@@ -81,9 +81,9 @@ constexpr int kTokenTilePair = 4;
 //     120-129 (the k-quants' pack decodes every block, so they cross over
 //     later). Before the pack's fix, 8 sequences took 276-309 ms in the
 //     panel.
-// The VNNI build (the avx512 level) keeps the crossovers it had before these
-// changes (Q4_0 4, Q8_0 8, k-quants 16; its zmm row tiles are fast at 2-7
-// tokens): no AVX-512 CPU was at hand to re-measure them.
+// The VNNI build (the avx512 level) keeps the Q4_0 and Q8_0 crossovers it
+// had before these changes (4 and 8; its zmm row tiles were fast at 2-7
+// tokens), not re-measured since; its k-quant crossover is below.
 constexpr int kMinTokensQ4_0 = kVnni ? 4 : 2;
 // The 16-row panels pay from 8 Q4_0 rows: on a 2-core Zen 5, 8 tokens 132
 // GMAC/s against the zmm tiles' 134 (which that level keeps below it), 16
@@ -101,7 +101,13 @@ constexpr int kMinTokensQ4_0Pair = 4;
 constexpr int kMinTokensQ4_0Wide = 8;
 constexpr int kMinTokensQ8_0 = kVnni ? 8 : 3;
 constexpr int kMinTokensQ8_0Pair = 8;  // VNNI only: from the 8-row GEMM's own crossover
-constexpr int kMinTokensK = kVnni ? 16 : 8;
+// The k-quants' few-token row kernels (dot_rows_few) cover 1-7 tokens at
+// AVX2 and 1-8 with VNNI, where from 9 the panel is faster (Zen 4, one
+// thread, 8192 x 2048, GMAC/s, row kernels / 8-row panel, two rounds: 8
+// tokens Q4_K 65-68 / 55-68, Q6_K 63-65 / 34-47; 12 tokens Q4_K 46-50 /
+// 68-76, Q6_K 42 / 45-47; 1B Q4_K_M, 12 sequences, best ms of 12: 221-229
+// / 177-188).
+constexpr int kMinTokensK = kVnni ? 9 : 8;
 constexpr int kMinTokensKWide = 16;
 
 // A panel of 8 * H rows (H = 1: one 256-bit vector per step; H = 2: one
