@@ -361,9 +361,10 @@ void dot_rows_few_q4_0(int64_t nb, const uint8_t* w, size_t w_stride, int n_w, c
   }
 }
 
-// Decode (NT = 1) and a server's batched decode of 2-3 tokens (4 and more
-// take the panel GEMM, quant_gemm_x86.h) against activation rows x: the
-// one-row tile, except for Q4_0 (above).
+// Decode (NT = 1) and a server's batched decode of 2-3 tokens against
+// activation rows x (from 4 tokens the 4 x 4 tiles below, or for Q4_0 and
+// Q8_0 the panel GEMM of quant_gemm_x86.h once it pays): the one-row tile,
+// except for Q4_0 (above).
 template <class F, int NT>
 void dot_rows_few(int64_t nb, const uint8_t* w, size_t w_stride, int n_w, const uint8_t* x, size_t x_stride,
                   float* out, size_t out_stride) {

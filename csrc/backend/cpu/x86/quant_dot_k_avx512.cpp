@@ -236,9 +236,8 @@ void dot_rows_few(int64_t nb, const uint8_t* w, size_t w_stride, int n_w, const 
   }
 }
 
-// Tokens per call of dot_rows_few; from 9 to the panel GEMM's 16, dot_tile
-// (12 tokens as two calls of 6 measured 60 -> 68 GMAC/s for Q4_K, 65 -> 58
-// for Q6_K, in the setting above).
+// Tokens per call of dot_rows_few: this level's panel GEMM takes 9 and
+// more, and hands dot_tile only the rows that do not fill a panel.
 constexpr int kFewTokens = 8;
 using FewFn = void (*)(int64_t, const uint8_t*, size_t, int, const void*, size_t, float*, size_t);
 template <typename Block, void (*Decode)(const Block&, KBlock&), bool kSameScale, int... T>
