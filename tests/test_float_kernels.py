@@ -93,6 +93,94 @@ def test_backend_linear_prompt_and_decode_paths(n_threads, wtype):
         assert np.all(np.abs(got - exact) <= reassociation_bound(x, w) + 1e-6 * np.abs(bias))
 
 
+# ---- the bf16 GEMM (matmul_precision "bf16") ----
+
+BF16_LEVELS = [lv for lv in ALL_LEVELS if _testing.has_bf16_gemm(lv)]
+
+
+def round_to_bf16(a):
+    """float32 -> bfloat16 -> float64, round-to-nearest-even (finite inputs)."""
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16 << 16).astype(np.uint32)
+    return r.view(np.float32).astype(np.float64)
+
+
+def cpu_has_avx512_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and "avx512_bf16" in line.split() for line in f)
+    except OSError:
+        return False
+
+
+def test_bf16_gemm_is_at_the_reference_and_where_the_cpu_multiplies_bf16():
+    # generic: the reference (float32 products of rounded values); AVX2 has
+    # no bf16 products; both AVX-512 levels take vdpbf16ps exactly where
+    # cpuid reports AVX512_BF16
+    for level in ALL_LEVELS:
+        want = level == "generic" or (level.startswith("avx512") and cpu_has_avx512_bf16())
+        assert _testing.has_bf16_gemm(level) == want, level
+
+
+def test_a_level_without_a_bf16_gemm_refuses_to_run_one():
+    if "avx2" not in ALL_LEVELS:
+        pytest.skip("this CPU has no avx2 level")
+    w = np.zeros(4, np.float16).view(np.uint8)
+    with pytest.raises(ValueError, match="no bf16 GEMM"):
+        _testing.kernel_gemm("avx2", "f16", w, 2, 2, np.zeros((3, 2), np.float32), bf16=True)
+
+
+@pytest.mark.parametrize("level", BF16_LEVELS)
+@pytest.mark.parametrize("wtype", ["f32", "f16", "bf16"])
+@pytest.mark.parametrize("shape", GEMM_SHAPES)
+def test_bf16_gemm_is_the_float64_product_of_bf16_rounded_inputs(level, wtype, shape):
+    # odd K too: the last pair of a row is half padding
+    n_out, n_in, n_tok = shape
+    rng = np.random.default_rng(n_out * 1000 + n_in + 7)
+    wb, w = weights(rng, n_out, n_in, wtype)
+    x = rng.standard_normal((n_tok, n_in)).astype(np.float32)
+    bias = rng.standard_normal(n_out).astype(np.float32)
+    wr, xr = round_to_bf16(w), round_to_bf16(x)
+    exact = xr @ wr.T + bias
+    bound = reassociation_bound(xr, wr) + 1e-6 * np.abs(bias)
+    for slice_ in (0, 1, 7, 40):
+        got = _testing.kernel_gemm(level, wtype, wb, n_out, n_in, x, bias, slice_, bf16=True)
+        assert np.all(np.abs(got - exact) <= bound), f"slice {slice_}: max err {np.abs(got - exact).max()}"
+
+
+@pytest.mark.parametrize("level", BF16_LEVELS)
+def test_bf16_gemm_keeps_zeros_and_the_top_of_the_f16_range(level):
+    rng = np.random.default_rng(6)
+    n_out, n_in, n_tok = 70, 300, 17
+    w = rng.standard_normal((n_out, n_in)).astype(np.float32)
+    w[3] = 0
+    w[5, ::11] = 6e4
+    h = w.astype(np.float16)
+    x = rng.standard_normal((n_tok, n_in)).astype(np.float32)
+    x[2] = 0
+    got = _testing.kernel_gemm(level, "f16", h.view(np.uint8).reshape(-1), n_out, n_in, x, bf16=True)
+    wr, xr = round_to_bf16(h.astype(np.float32)), round_to_bf16(x)
+    assert np.all(np.abs(got - xr @ wr.T) <= reassociation_bound(xr, wr))
+    assert np.all(got[2] == 0) and np.all(got[:, 3] == 0)
+
+
+@pytest.mark.parametrize("wtype", ["f32", "f16", "bf16"])
+def test_backend_bf16_precision_rounds_only_16_bit_weights_in_prompts(wtype):
+    # through CpuBackend::linear at the start-up level with matmul_precision
+    # "bf16": 1-2 tokens (decode) and f32 weights stay exact; 3+ tokens of
+    # F16/BF16 weights are the product of rounded inputs where the level has
+    # a bf16 GEMM, exact where it has not
+    rng = np.random.default_rng(12)
+    n_out, n_in = 131, 200
+    wb, w = weights(rng, n_out, n_in, wtype)
+    rounds = wtype != "f32" and _testing.has_bf16_gemm(_testing.default_level())
+    for n_tok in (1, 2, 3, 29):
+        x = rng.standard_normal((n_tok, n_in)).astype(np.float32)
+        got = _testing.linear(wb, wtype, n_out, n_in, x, None, n_threads=2, matmul_precision="bf16")
+        wr, xr = (round_to_bf16(w), round_to_bf16(x)) if rounds and n_tok >= 3 else (w, x.astype(np.float64))
+        assert np.all(np.abs(got - xr @ wr.T) <= reassociation_bound(xr, wr)), n_tok
+
+
 # ---- GELU ----
 
 

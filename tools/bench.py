@@ -177,6 +177,8 @@ def child_main(spec: dict) -> dict:
             import starcoder_cpp.bench as ours  # the installed package's copy
         except ImportError:  # an installed package older than bench.py
             ours = core
+        if spec.get("matmul_precision", "f32") != "f32":
+            return ours.bench_model(spec["path"], n_threads=n, plan=plan, matmul_precision=spec["matmul_precision"])
         return ours.bench_model(spec["path"], n_threads=n, plan=plan)
     if system == "llama.cpp":
         if spec.get("llama_path"):
@@ -566,6 +568,9 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "starcoder-cpp-bench-peers"),
                     help="cache of built checkpoints and GGUF files (default: %(default)s)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild cached checkpoints and GGUF files")
+    ap.add_argument("--matmul-precision", choices=("f32", "bf16"), default="f32",
+                    help="this project's products of F16/BF16 weights in prompts (Model(matmul_precision=...); "
+                         "bf16 where the CPU has AVX512_BF16, as transformers' bf16)")
     ap.add_argument("--child-timeout", type=float, default=3600, help="seconds one system's run may take")
     for name, default in (("prompt-tokens", 512), ("decode-prompt-tokens", 128), ("decode-tokens", 128),
                           ("fim-tokens", 2048), ("long-context", 4096), ("long-decode-tokens", 32)):
@@ -766,7 +771,7 @@ def run_benchmark(args) -> int:
                     warm_page_cache(target)
                     warmed.add(target)
                 spec = {"system": kind, "path": str(target), "n_threads": n, "plan": str(plan_for(shape)),
-                        "llama_path": llama_path, "dtype": hf_kind}
+                        "llama_path": llama_path, "dtype": hf_kind, "matmul_precision": args.matmul_precision}
                 log(f"  {shape} {typ or hf_kind}: {label}")
                 t0 = time.time()
                 r = run_child(["--child", json.dumps(spec)], env, args.child_timeout)
@@ -882,13 +887,19 @@ def report(args, cfg, shapes, types, systems, results, files, bpt, bw, bandwidth
                 attention_share.append(f"{100 * ops['attention'] / (ops['int8'] + ops['float']):.0f}% ({shape})")
         out.append(f"- Prompt compute bound = prompt tokens / Σ over weight matrices of rows × 2·n_in·n_out / "
                    f"peak (int8 peak for quantized weights; fp32 FMA peak for F16/BF16/F32 weights, which our "
-                   f"prompt path converts to f32). Rows: every prompt token, but the last block after attention "
+                   f"prompt path converts to f32"
+                   + ("; with --matmul-precision bf16, the bf16 peak for F16/BF16 weights on the 'this machine' "
+                      "tier, for every system's percentage" if args.matmul_precision == "bf16" else "")
+                   + f"). Rows: every prompt token, but the last block after attention "
                    f"and the LM head run on the last token only (its logits are all that is wanted), as in this "
                    f"project and llama.cpp; transformers: every token through every block, at the "
                    f"{hf_peak_kind or '?'} peak. Attention (QKᵀ and PV, float) is not counted: it would add "
                    f"{', '.join(attention_share) or '?'} to the weight ops at {c['prompt_tokens']} tokens")
     out.append(f"- starcoder-cpp kernels: best {best_backend}" + (f", STARCODER_CPU=avx2 → {avx2_backend}"
-                                                                  if avx2_backend else ""))
+                                                                  if avx2_backend else "")
+               + f"; matmul_precision {args.matmul_precision}"
+               + (f" (in force: {_first(results, 'ours').get('matmul_precision')})"
+                  if args.matmul_precision != "f32" and _first(results, "ours") else ""))
     for key in ("llama", "llama_avx2", "hf"):
         r = _first(results, key)
         if r:
@@ -924,7 +935,10 @@ def report(args, cfg, shapes, types, systems, results, files, bpt, bw, bandwidth
                 bound = bw * 1e9 / b_file if (bw and b_file) else None
                 bound_hf = bw * 1e9 / b_hf if (bw and b_hf) else None
                 ops, ops_hf = pops.get((shape, typ), (None, None))
-                cbound = compute_bound(ops, c["prompt_tokens"], p.get("int8_gops"), p.get("fp32_gflops"))
+                # with --matmul-precision bf16 the float bound is the bf16 peak where the tier has one
+                float_peak = (p.get("bf16_gflops") if args.matmul_precision == "bf16" and tier_key == "this"
+                              else None) or p.get("fp32_gflops")
+                cbound = compute_bound(ops, c["prompt_tokens"], p.get("int8_gops"), float_peak)
                 cbound_hf = compute_bound(ops_hf and {"int8": 0, "float": ops_hf["int8"] + ops_hf["float"]},
                                           c["prompt_tokens"], None, hf_peak)
                 out.append(f"### {shape}, {TYPES[typ][0]}")

@@ -103,6 +103,9 @@ class Backend {
   virtual ~Backend() = default;
   // What runs ("cpu-avx512", "cuda-sm90 ..."), for info and logs.
   virtual std::string name() const = 0;
+  // The products of F16/BF16 weights in prompts: "f32", or "bf16" when the
+  // model asked for it and this backend multiplies bfloat16 in hardware.
+  virtual std::string matmul_precision() const { return "f32"; }
   // Whether linear/get_rows can run weights stored as `t`.
   virtual bool supports(TensorType t) const = 0;
 

@@ -16,7 +16,7 @@ namespace sc {
 namespace {
 
 std::unique_ptr<Backend> make_cpu(const BackendOptions& o) {
-  return make_cpu_backend(o.n_threads > 0 ? o.n_threads : default_thread_count());
+  return make_cpu_backend(o.n_threads > 0 ? o.n_threads : default_thread_count(), o.matmul_precision == "bf16");
 }
 
 // The CUDA backend is a separate library (built only with -DSTARCODER_CUDA=ON)
@@ -78,6 +78,8 @@ std::vector<std::string> backend_names() { return {"cpu", "cuda", "auto"}; }
 
 std::unique_ptr<Backend> make_backend(const BackendOptions& o, std::string* note) {
   if (note) note->clear();
+  if (o.matmul_precision != "f32" && o.matmul_precision != "bf16")
+    throw std::invalid_argument("matmul_precision must be 'f32' or 'bf16', got '" + o.matmul_precision + "'");
   if (o.name == "cpu") return make_cpu(o);
   if (o.name == "cuda") return make_cuda(o);
   if (o.name == "auto") {

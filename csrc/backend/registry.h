@@ -13,6 +13,10 @@ namespace sc {
 struct BackendOptions {
   std::string name = "cpu";  // "cpu", "cuda" or "auto"
   int n_threads = 0;         // CPU worker threads; <= 0: one per available core
+  // Products of F16/BF16 weights in prompts: "f32" (exact float32 products)
+  // or "bf16" (weights and activations rounded to bfloat16 where the CPU
+  // multiplies bfloat16 in hardware; a backend that cannot keeps "f32").
+  std::string matmul_precision = "f32";
 };
 
 // Throws std::invalid_argument for an unknown name and BackendUnavailableError

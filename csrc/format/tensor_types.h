@@ -37,5 +37,12 @@ inline float bf16_to_fp32(uint16_t h) {
   __builtin_memcpy(&f, &u, 4);
   return f;
 }
+// float -> bfloat16, round-to-nearest-even (as vcvtneps2bf16 and PyTorch); NaNs stay NaN.
+inline uint16_t fp32_to_bf16(float f) {
+  uint32_t u;
+  __builtin_memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);
+  return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
 
 }  // namespace sc

@@ -48,6 +48,7 @@ Model::Model(const std::string& path, const ModelOptions& options) : opts_(optio
   BackendOptions bo;
   bo.name = opts_.backend;
   bo.n_threads = opts_.n_threads;
+  bo.matmul_precision = opts_.matmul_precision;
   backend_ = make_backend(bo, &backend_note_);
   check_memory(1);
   w_ = load_weights(*file_, hp_, *backend_);

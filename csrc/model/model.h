@@ -25,6 +25,8 @@ struct ModelOptions {
   // llama.cpp uses), F32 (float32 attention throughout) or Q8_0 (half of F16
   // again; needs head_dim a multiple of 32).
   TensorType kv_type = TensorType::F16;
+  // "f32" or "bf16": see BackendOptions::matmul_precision (backend/registry.h).
+  std::string matmul_precision = "f32";
   static constexpr int kDefaultMaxCtx = 8192;
 };
 

@@ -271,9 +271,10 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<PyModel, std::shared_ptr<PyModel>>(m, "Model")
       .def(py::init([](const std::string& path, int n_ctx, int n_threads, int n_batch, const std::string& kv_type,
-                       const std::string& backend) {
+                       const std::string& backend, const std::string& matmul_precision) {
              ModelOptions o;
              o.backend = backend;
+             o.matmul_precision = matmul_precision;
              o.n_ctx = n_ctx;
              o.n_threads = n_threads;
              o.n_batch = n_batch;
@@ -287,7 +288,7 @@ PYBIND11_MODULE(_core, m) {
              return pm;
            }),
            py::arg("path"), py::arg("n_ctx") = 0, py::arg("n_threads") = 0, py::arg("n_batch") = 512,
-           py::arg("kv_type") = "f16", py::arg("backend") = "cpu")
+           py::arg("kv_type") = "f16", py::arg("backend") = "cpu", py::arg("matmul_precision") = "f32")
       .def("eval",
            [](PyModel& pm, const py::handle& tokens, bool all_logits) {
              const std::vector<int32_t> ids = to_ids(tokens);
@@ -376,6 +377,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("backend", [](const PyModel& pm) { return pm.model->backend().name(); })
       .def_property_readonly("backend_note", [](const PyModel& pm) { return pm.model->backend_note(); })
       .def_property_readonly("kv_type", [](const PyModel& pm) { return sc::tensor_type_name(pm.model->kv_type()); })
+      .def_property_readonly("matmul_precision", [](const PyModel& pm) { return pm.model->backend().matmul_precision(); })
       .def_property_readonly("kv_bytes_per_seq", [](const PyModel& pm) { return pm.model->kv_bytes_per_seq(); })
       .def_property_readonly("bos_id", [](const PyModel& pm) { return pm.model->tokenizer().bos_id(); })
       .def_property_readonly("eos_id", [](const PyModel& pm) { return pm.model->tokenizer().eos_id(); })

@@ -33,8 +33,9 @@ TensorType kv_type_from(const std::string& s) {
 void register_engine_bindings(py::module_& m) {
   py::class_<PyEngine>(m, "Engine")
       .def(py::init([](const std::string& path, int n_ctx, int n_threads, int n_batch, const std::string& kv_type,
-                       int n_slots, int prefill_chunk) {
+                       int n_slots, int prefill_chunk, const std::string& matmul_precision) {
              ModelOptions o;
+             o.matmul_precision = matmul_precision;
              o.n_ctx = n_ctx;
              o.n_threads = n_threads;
              o.n_batch = n_batch;
@@ -46,7 +47,8 @@ void register_engine_bindings(py::module_& m) {
              return pe;
            }),
            py::arg("path"), py::arg("n_ctx") = 0, py::arg("n_threads") = 0, py::arg("n_batch") = 512,
-           py::arg("kv_type") = "f16", py::arg("n_slots") = 4, py::arg("prefill_chunk") = Engine::kDefaultPrefillChunk)
+           py::arg("kv_type") = "f16", py::arg("n_slots") = 4, py::arg("prefill_chunk") = Engine::kDefaultPrefillChunk,
+           py::arg("matmul_precision") = "f32")
       .def("pick_slot", [](const PyEngine& pe, const std::vector<int32_t>& prompt) { return pe.engine->pick_slot(prompt); })
       .def("busy", [](const PyEngine& pe, int slot) { return pe.engine->busy(slot); })
       .def_property_readonly("n_busy", [](const PyEngine& pe) { return pe.engine->n_busy(); })
@@ -112,6 +114,7 @@ void register_engine_bindings(py::module_& m) {
       .def_property_readonly("eos_id", [](const PyEngine& pe) { return pe.model->tokenizer().eos_id(); })
       .def_property_readonly("bos_id", [](const PyEngine& pe) { return pe.model->tokenizer().bos_id(); })
       .def_property_readonly("kv_type", [](const PyEngine& pe) { return tensor_type_name(pe.model->kv_type()); })
+      .def_property_readonly("matmul_precision", [](const PyEngine& pe) { return pe.model->backend().matmul_precision(); })
       .def_property_readonly("kv_bytes_per_seq", [](const PyEngine& pe) { return pe.model->kv_bytes_per_seq(); })
       .def_property_readonly("general_name", [](const PyEngine& pe) -> std::string {
         const auto& md = pe.model->file().metadata();

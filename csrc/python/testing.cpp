@@ -160,8 +160,10 @@ void register_kernel_hooks(py::module_& m) {
   m.def(
       "kernel_gemm",
       [](const std::string& level, const std::string& type, ByteArray w, int64_t n_out, int64_t n_in, FloatArray x,
-         py::object bias, int64_t slice) {
+         py::object bias, int64_t slice, bool bf16) {
         const sc::CpuKernels& k = level_kernels(level);
+        const sc::FloatGemm& g = bf16 ? k.gemm_bf16 : k.gemm;
+        if (!g.tile) throw py::value_error("level " + level + " has no bf16 GEMM");
         const sc::TensorType t = parse_type_name(type);
         if (t != sc::TensorType::F32 && t != sc::TensorType::F16 && t != sc::TensorType::BF16)
           throw py::value_error("kernel_gemm takes f32, f16 or bf16 weights");
@@ -175,21 +177,27 @@ void register_kernel_hooks(py::module_& m) {
           b.assign(ba.data(), ba.data() + n_out);
         }
         const int n_tokens = int(x.shape(0));
-        std::vector<float> packed(sc::gemm_packed_x_floats(k, n_tokens, n_in));
-        sc::gemm_pack_x(k, x.data(), n_tokens, n_in, 0, sc::gemm_panels_x(k, n_tokens), packed.data());
-        std::vector<float> scratch(sc::gemm_scratch_floats(k, n_in));
+        std::vector<float> packed(sc::gemm_packed_x_floats(g, n_tokens, n_in));
+        sc::gemm_pack_x(g, x.data(), n_tokens, n_in, 0, sc::gemm_panels_x(g, n_tokens), packed.data());
+        std::vector<float> scratch(sc::gemm_scratch_floats(g, n_in));
         FloatArray y({py::ssize_t(n_tokens), py::ssize_t(n_out)});
         // column slices of any width, as a thread would get them (the pool's are whole tiles but the last)
         if (slice <= 0) slice = n_out;
         for (int64_t o0 = 0; o0 < n_out; o0 += slice)
-          sc::gemm_columns(k, t, w.data(), size_t(rs), n_in, b.empty() ? nullptr : b.data(), packed.data(), n_tokens,
+          sc::gemm_columns(g, t, w.data(), size_t(rs), n_in, b.empty() ? nullptr : b.data(), packed.data(), n_tokens,
                            o0, std::min(n_out, o0 + slice), y.mutable_data(), n_out, scratch.data());
         return y;
       },
       py::arg("level"), py::arg("type"), py::arg("w"), py::arg("n_out"), py::arg("n_in"), py::arg("x"),
-      py::arg("bias") = py::none(), py::arg("slice") = 0,
+      py::arg("bias") = py::none(), py::arg("slice") = 0, py::arg("bf16") = false,
       "y = x W^T (+ bias) through one level's prompt-path GEMM (packing and register tiles), the output columns "
-      "computed in slices of `slice` (0: all at once).");
+      "computed in slices of `slice` (0: all at once); bf16=True takes the level's bf16 GEMM (ValueError where it "
+      "has none).");
+
+  m.def(
+      "has_bf16_gemm",
+      [](const std::string& level) { return level_kernels(level).gemm_bf16.tile != nullptr; }, py::arg("level"),
+      "Whether a level has a bf16 GEMM (the generic reference, or vdpbf16ps where the CPU has AVX512_BF16).");
 
   m.def(
       "kernel_gelu",
@@ -305,8 +313,9 @@ void register_op_hooks(py::module_& m) {
   m.def(
       "linear",
       [](const py::object& w_bytes, const std::string& type, int64_t n_out, int64_t n_in, FloatArray x,
-         py::object bias, int n_threads) {
+         py::object bias, int n_threads, const std::string& precision) {
         const TensorType t = parse_type_name(type);
+        if (precision != "f32" && precision != "bf16") throw py::value_error("precision must be 'f32' or 'bf16'");
         int64_t n_rows, n;
         ByteArray w = checked_bytes(w_bytes, t, {n_out, n_in}, &n_rows, &n);
         if (x.ndim() != 2 || x.shape(1) != n_in) throw py::value_error("x must have shape (n_tokens, n_in)");
@@ -319,7 +328,7 @@ void register_op_hooks(py::module_& m) {
         const int n_tokens = int(x.shape(0));
         FloatArray y({py::ssize_t(n_tokens), py::ssize_t(n_out)});
         py::gil_scoped_release nogil;
-        std::unique_ptr<sc::Backend> be = sc::make_cpu_backend(n_threads);
+        std::unique_ptr<sc::Backend> be = sc::make_cpu_backend(n_threads, precision == "bf16");
         if (!be->supports(t)) throw std::invalid_argument("the cpu backend cannot run " + type + " weights");
         const sc::Weight wt = be->prepare_weight(sc::HostMatrix{t, n_in, n_out, w.data()});
         sc::BufferPtr b;
@@ -336,8 +345,9 @@ void register_op_hooks(py::module_& m) {
         return y;
       },
       py::arg("w"), py::arg("type"), py::arg("n_out"), py::arg("n_in"), py::arg("x"), py::arg("bias") = py::none(),
-      py::arg("n_threads") = 1,
-      "y = x W^T (+ bias) through the CPU backend's linear() on raw weight bytes of `type` (rows of n_in).");
+      py::arg("n_threads") = 1, py::arg("matmul_precision") = "f32",
+      "y = x W^T (+ bias) through the CPU backend's linear() on raw weight bytes of `type` (rows of n_in), with "
+      "the backend's matmul_precision ('bf16' takes effect only where the start-up level has a bf16 GEMM).");
 
   m.def(
       "get_rows",

@@ -271,10 +271,11 @@ def run_suite(factory: Callable[[], object], plan: dict) -> dict:
 class StarcoderSession:
     """A starcoder_cpp.Model behind the session interface."""
 
-    def __init__(self, path, n_ctx: int, n_threads: Optional[int] = None, n_batch: int = 512):
+    def __init__(self, path, n_ctx: int, n_threads: Optional[int] = None, n_batch: int = 512,
+                 matmul_precision: str = "f32"):
         from starcoder_cpp.model import Model  # lazy: see the module docstring
 
-        self.model = Model(path, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch)
+        self.model = Model(path, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch, matmul_precision=matmul_precision)
 
     def reset(self) -> None:
         self.model.reset()
@@ -294,9 +295,9 @@ def _fim_ids_of(path) -> tuple:
 
 
 def bench_model(path, n_threads: Optional[int] = None, config: Optional[BenchConfig] = None,
-                plan: Optional[dict] = None) -> dict:
+                plan: Optional[dict] = None, matmul_precision: str = "f32") -> dict:
     """Runs the suite on a GGUF model in this process. Returns the metrics
-    (see run_suite) plus backend, threads, and the model's shape."""
+    (see run_suite) plus backend, threads, matmul precision and the model's shape."""
     from starcoder_cpp.model import _resolve_path
 
     path = _resolve_path(path)
@@ -307,12 +308,14 @@ def bench_model(path, n_threads: Optional[int] = None, config: Optional[BenchCon
     holder = {}
 
     def factory():
-        holder["s"] = StarcoderSession(path, n_ctx=plan["n_ctx"], n_threads=n_threads)
+        holder["s"] = StarcoderSession(path, n_ctx=plan["n_ctx"], n_threads=n_threads,
+                                       matmul_precision=matmul_precision)
         return holder["s"]
 
     out = run_suite(factory, plan)
     info = holder["s"].model.info()
     out.update(system="starcoder-cpp", backend=info.get("backend"), n_threads=info.get("n_threads"),
+               matmul_precision=info.get("matmul_precision"),
                model=path, tensor_types=info.get("tensor_types"), config=plan.get("config"))
     return out
 

@@ -100,9 +100,11 @@ class HostKvCache final : public KvCache {
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int n_threads) : pool_(n_threads) {}
+  CpuBackend(int n_threads, bool bf16_products)
+      : pool_(n_threads), bf16_products_(bf16_products && cpu_kernels().gemm_bf16.tile != nullptr) {}
 
   std::string name() const override { return std::string("cpu-") + cpu_kernels().level; }
+  std::string matmul_precision() const override { return bf16_products_ ? "bf16" : "f32"; }
   uint64_t memory_bytes() const override { return host_memory_bytes(); }
   bool supports(TensorType t) const override {
     return t == TensorType::F32 || t == TensorType::F16 || t == TensorType::BF16 || is_weight_quant_type(t);
@@ -158,18 +160,20 @@ class CpuBackend final : public Backend {
   // activations are packed once into tile-shaped panels, shared by the
   // threads; each thread then takes a slice of output columns (whole weight
   // panels) and packs its weights panel by panel into its own scratch.
+  // 16-bit weights take the bf16 GEMM when the model asked for it.
   void linear_gemm(const Weight& w, const float* bias, const float* x, int n_tokens, float* y) {
-    const CpuKernels& k = cpu_kernels();
+    const bool half = w.type == TensorType::F16 || w.type == TensorType::BF16;
+    const FloatGemm& g = half && bf16_products_ ? cpu_kernels().gemm_bf16 : cpu_kernels().gemm;
     const int64_t n_in = w.n_in, n_out = w.n_out;
-    const size_t packed_floats = gemm_packed_x_floats(k, n_tokens, n_in);
+    const size_t packed_floats = gemm_packed_x_floats(g, n_tokens, n_in);
     if (packed_x_.size() < packed_floats) packed_x_.resize(packed_floats);
     float* packed = packed_x_.data();
-    pool_.parallel_for(gemm_panels_x(k, n_tokens), 1, [&](int64_t p0, int64_t p1, int) {
-      gemm_pack_x(k, x, n_tokens, n_in, p0, p1, packed);
+    pool_.parallel_for(gemm_panels_x(g, n_tokens), 1, [&](int64_t p0, int64_t p1, int) {
+      gemm_pack_x(g, x, n_tokens, n_in, p0, p1, packed);
     });
-    pool_.parallel_for(n_out, k.gemm_nr, [&](int64_t o0, int64_t o1, int tid) {
-      float* buf = scratch(tid, int64_t(gemm_scratch_floats(k, n_in))).data();
-      gemm_columns(k, w.type, w.data, w.row_bytes, n_in, bias, packed, n_tokens, o0, o1, y, n_out, buf);
+    pool_.parallel_for(n_out, g.nr, [&](int64_t o0, int64_t o1, int tid) {
+      float* buf = scratch(tid, int64_t(gemm_scratch_floats(g, n_in))).data();
+      gemm_columns(g, w.type, w.data, w.row_bytes, n_in, bias, packed, n_tokens, o0, o1, y, n_out, buf);
     });
   }
 
@@ -312,6 +316,7 @@ class CpuBackend final : public Backend {
   }
 
   ThreadPool pool_;
+  const bool bf16_products_;  // asked for, and this level has a bf16 GEMM
   CpuAttention attention_{pool_.size()};
   std::vector<uint8_t> act_;  // quantized activation rows of the current linear()
   std::vector<float> packed_x_;  // activations of the current linear(), packed for the GEMM tiles
@@ -320,9 +325,9 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(int n_threads) {
+std::unique_ptr<Backend> make_cpu_backend(int n_threads, bool bf16_products) {
   if (n_threads <= 0) throw std::invalid_argument("the cpu backend needs at least one thread");
-  return std::make_unique<CpuBackend>(n_threads);
+  return std::make_unique<CpuBackend>(n_threads, bf16_products);
 }
 
 }  // namespace sc

@@ -125,6 +125,22 @@ void gemm_pack_x_panel_ref(const float* x, int64_t ldx, int n_rows, int64_t n, i
     for (int64_t k = 0; k < n; ++k) panel[k * mr + i] = i < n_rows ? x[i * ldx + k] : 0.f;
 }
 
+// The reference of the bf16 GEMM: the float32 GEMM over weights and
+// activations rounded to bfloat16 (the products of two bfloat16 values are
+// exact in float32), one K element a unit.
+float round_to_bf16(float v) { return bf16_to_fp32(fp32_to_bf16(v)); }
+
+void gemm_pack_w_bf16_ref(TensorType t, const uint8_t* w, size_t row_bytes, int n_rows, int64_t k0, int64_t kc,
+                          int nr, float* panel) {
+  gemm_pack_w_ref(t, w, row_bytes, n_rows, k0, kc, nr, panel);
+  for (int64_t u = 0; u < kc * nr; ++u) panel[u] = round_to_bf16(panel[u]);
+}
+
+void gemm_pack_x_panel_bf16_ref(const float* x, int64_t ldx, int n_rows, int64_t n, int mr, float* panel) {
+  gemm_pack_x_panel_ref(x, ldx, n_rows, n, mr, panel);
+  for (int64_t u = 0; u < n * mr; ++u) panel[u] = round_to_bf16(panel[u]);
+}
+
 // The reference tile is small enough (8 SSE accumulators) for the compiler to
 // keep in registers with baseline x86-64 flags.
 constexpr int kRefMr = 4, kRefNr = 8;
@@ -168,11 +184,8 @@ CpuKernels make_generic() {
   k.gelu_tanh = gelu_tanh_ref;
   k.gelu_erf = gelu_erf_ref;
   k.layer_norm = layer_norm_ref;
-  k.gemm_mr = kRefMr;
-  k.gemm_nr = kRefNr;
-  k.gemm_pack_w = gemm_pack_w_ref;
-  k.gemm_pack_x_panel = gemm_pack_x_panel_ref;
-  k.gemm_tile = gemm_tile_ref;
+  k.gemm = {kRefMr, kRefNr, 1, gemm_pack_w_ref, gemm_pack_x_panel_ref, gemm_tile_ref};
+  k.gemm_bf16 = {kRefMr, kRefNr, 1, gemm_pack_w_bf16_ref, gemm_pack_x_panel_bf16_ref, gemm_tile_ref};
   k.quant_dot[kQ4_0] = quant_dot_ref<block_q4_0, vec_dot_q4_0_q8_0>;
   k.quant_dot[kQ4_1] = quant_dot_ref<block_q4_1, vec_dot_q4_1_q8_1>;
   k.quant_dot[kQ5_0] = quant_dot_ref<block_q5_0, vec_dot_q5_0_q8_0>;
@@ -214,6 +227,7 @@ struct Levels {
       avx512 = avx2;
       avx512.level = "avx512";
       fill_float_avx512(avx512);
+      fill_gemm_bf16_avx512(avx512);
       fill_quant_legacy_avx512(avx512);
       fill_quant_k_avx512(avx512);
       fill_quant_gemm_avx512(avx512);
@@ -336,46 +350,51 @@ constexpr int64_t kGemmNcPanels = 8;
 constexpr int64_t kGemmMcPanels = 16;
 }  // namespace
 
-int64_t gemm_panels_x(const CpuKernels& k, int n_tokens) { return (n_tokens + k.gemm_mr - 1) / k.gemm_mr; }
+int64_t gemm_panels_x(const FloatGemm& g, int n_tokens) { return (n_tokens + g.mr - 1) / g.mr; }
 
-size_t gemm_packed_x_floats(const CpuKernels& k, int n_tokens, int64_t n_in) {
-  return size_t(gemm_panels_x(k, n_tokens)) * size_t(k.gemm_mr) * size_t(n_in);
+size_t gemm_packed_x_floats(const FloatGemm& g, int n_tokens, int64_t n_in) {
+  return size_t(gemm_panels_x(g, n_tokens)) * size_t(g.mr) * size_t(gemm_k_units(g, n_in));
 }
 
-void gemm_pack_x(const CpuKernels& k, const float* x, int n_tokens, int64_t n_in, int64_t p0, int64_t p1,
+void gemm_pack_x(const FloatGemm& g, const float* x, int n_tokens, int64_t n_in, int64_t p0, int64_t p1,
                  float* packed) {
-  const int mr = k.gemm_mr;
+  const int mr = g.mr;
+  const size_t panel_units = size_t(mr) * size_t(gemm_k_units(g, n_in));
   for (int64_t p = p0; p < p1; ++p)
-    k.gemm_pack_x_panel(x + p * mr * n_in, n_in, int(std::min<int64_t>(mr, n_tokens - p * mr)), n_in, mr,
-                        packed + size_t(p) * size_t(mr) * size_t(n_in));
+    g.pack_x_panel(x + p * mr * n_in, n_in, int(std::min<int64_t>(mr, n_tokens - p * mr)), n_in, mr,
+                   packed + size_t(p) * panel_units);
 }
 
-size_t gemm_scratch_floats(const CpuKernels& k, int64_t n_in) {
-  return size_t(kGemmNcPanels) * size_t(k.gemm_nr) * size_t(std::min<int64_t>(kGemmKc, n_in));
+size_t gemm_scratch_floats(const FloatGemm& g, int64_t n_in) {
+  return size_t(kGemmNcPanels) * size_t(g.nr) * size_t(gemm_k_units(g, std::min<int64_t>(kGemmKc, n_in)));
 }
 
-void gemm_columns(const CpuKernels& k, TensorType t, const uint8_t* w, size_t row_bytes, int64_t n_in,
+// Offsets count 32-bit units: a K block of kc elements is gemm_k_units(kc)
+// units, and every block but the last starts at an even K (kGemmKc is even).
+void gemm_columns(const FloatGemm& g, TensorType t, const uint8_t* w, size_t row_bytes, int64_t n_in,
                   const float* bias, const float* packed_x, int n_tokens, int64_t o0, int64_t o1, float* y,
                   int64_t ldy, float* scratch) {
-  const int mr = k.gemm_mr, nr = k.gemm_nr;
+  const int mr = g.mr, nr = g.nr;
   const int64_t nc_max = kGemmNcPanels * nr, mc_max = kGemmMcPanels * mr;
+  const size_t x_units = size_t(gemm_k_units(g, n_in));
   for (int64_t oc = o0; oc < o1; oc += nc_max) {
     const int64_t nc = std::min(nc_max, o1 - oc);
     if (n_in == 0)
       for (int tk = 0; tk < n_tokens; ++tk) std::fill(y + tk * ldy + oc, y + tk * ldy + oc + nc, 0.f);
     for (int64_t k0 = 0; k0 < n_in; k0 += kGemmKc) {
       const int64_t kc = std::min(kGemmKc, n_in - k0);
+      const int64_t kc_units = gemm_k_units(g, kc), k0_units = k0 / g.k_pack;
       for (int64_t j = 0; j < nc; j += nr)
-        k.gemm_pack_w(t, w + size_t(oc + j) * row_bytes, row_bytes, int(std::min<int64_t>(nr, nc - j)), k0, kc, nr,
-                      scratch + j * kc);
+        g.pack_w(t, w + size_t(oc + j) * row_bytes, row_bytes, int(std::min<int64_t>(nr, nc - j)), k0, kc, nr,
+                 scratch + j * kc_units);
       for (int64_t tc = 0; tc < n_tokens; tc += mc_max) {
         const int64_t tc_end = std::min<int64_t>(n_tokens, tc + mc_max);
         for (int64_t j = 0; j < nc; j += nr) {
-          const float* b = scratch + j * kc;
+          const float* b = scratch + j * kc_units;
           const int n = int(std::min<int64_t>(nr, nc - j));
           for (int64_t tk = tc; tk < tc_end; tk += mr) {
-            const float* a = packed_x + size_t(tk) * size_t(n_in) + size_t(k0) * size_t(mr);
-            k.gemm_tile(kc, a, b, y + tk * ldy + oc + j, ldy, int(std::min<int64_t>(mr, tc_end - tk)), n, k0 > 0);
+            const float* a = packed_x + size_t(tk) * x_units + size_t(k0_units) * size_t(mr);
+            g.tile(kc, a, b, y + tk * ldy + oc + j, ldy, int(std::min<int64_t>(mr, tc_end - tk)), n, k0 > 0);
           }
         }
       }

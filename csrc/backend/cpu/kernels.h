@@ -35,6 +35,33 @@ enum ActSlot { kActQ8_0, kActQ8_1, kActQ8_K, kActSlots };
 int quant_slot(TensorType t);
 int act_slot(TensorType t);
 
+// One float GEMM's packing and register tile (gemm_columns drives it).
+// Packed panels are arrays of 32-bit units, each holding k_pack consecutive
+// K elements: one float32 (k_pack 1) or a pair of bfloat16 (k_pack 2, the
+// lower K index in the low half, as vdpbf16ps pairs them); a K length of n
+// takes gemm_k_units(n) units.
+struct FloatGemm {
+  // Register tile: mr tokens x nr outputs.
+  int mr = 0, nr = 0, k_pack = 1;
+  // Packs weight rows [0, n_rows) (n_rows <= nr, stored as t = F32, F16 or
+  // BF16, row_bytes apart), columns [k0, k0 + kc), into a K-major panel:
+  // unit u of row j at panel[u * nr + j]; rows n_rows..nr-1 are zero, as is
+  // the second half of a last unit past kc.
+  void (*pack_w)(TensorType t, const uint8_t* w, size_t row_bytes, int n_rows, int64_t k0, int64_t kc, int nr,
+                 float* panel) = nullptr;
+  // Packs activation rows [0, n_rows) (n_rows <= mr, ldx floats apart, n
+  // long) into a K-major panel: unit u of row i at panel[u * mr + i]; rows
+  // n_rows..mr-1 are zero.
+  void (*pack_x_panel)(const float* x, int64_t ldx, int n_rows, int64_t n, int mr, float* panel) = nullptr;
+  // One tile over kc elements of K, from a packed activation panel a and a
+  // packed weight panel b:
+  //   c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0) + sum_k a[k][i] * b[k][j]
+  // for i < m <= mr, j < n <= nr (the rest of the tile is not stored).
+  void (*tile)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int m, int n,
+               bool accumulate) = nullptr;
+};
+inline int64_t gemm_k_units(const FloatGemm& g, int64_t n) { return (n + g.k_pack - 1) / g.k_pack; }
+
 struct CpuKernels {
   const char* level;
   // sum_i a[i] * b[i]
@@ -64,23 +91,15 @@ struct CpuKernels {
   // One row: y = (x - mean) / sqrt(var + eps) * gamma + beta (biased variance).
   void (*layer_norm)(const float* x, const float* gamma, const float* beta, int64_t n, float eps, float* y);
 
-  // ---- float GEMM of the prompt path (F32/F16/BF16 weights), see gemm_columns ----
-  // Register tile of this level: gemm_mr tokens x gemm_nr outputs.
-  int gemm_mr, gemm_nr;
-  // Packs weight rows [0, n_rows) (n_rows <= nr, stored as t = F32, F16 or
-  // BF16, row_bytes apart), columns [k0, k0 + kc), as float32 into a K-major
-  // panel: panel[k * nr + j] = w[j][k0 + k]; rows n_rows..nr-1 are zero.
-  void (*gemm_pack_w)(TensorType t, const uint8_t* w, size_t row_bytes, int n_rows, int64_t k0, int64_t kc, int nr,
-                      float* panel);
-  // Packs activation rows [0, n_rows) (n_rows <= mr, ldx floats apart, n
-  // long) into a K-major panel: panel[k * mr + i] = x[i][k]; rows n_rows..mr-1
-  // are zero.
-  void (*gemm_pack_x_panel)(const float* x, int64_t ldx, int n_rows, int64_t n, int mr, float* panel);
-  // One tile over kc steps of K, from a packed activation panel
-  // a[k * gemm_mr + i] (token i) and a packed weight panel b[k * gemm_nr + j]:
-  //   c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0) + sum_k a[k][i] * b[k][j]
-  // for i < m <= gemm_mr, j < n <= gemm_nr (the rest of the tile is not stored).
-  void (*gemm_tile)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int m, int n, bool accumulate);
+  // ---- float GEMMs of the prompt path (F32/F16/BF16 weights), see gemm_columns ----
+  // gemm: float32 products, exact to float rounding for every weight type.
+  // gemm_bf16: F16/BF16 weights and the activations rounded to bfloat16,
+  // products summed in float32 (vdpbf16ps where the CPU has AVX512_BF16:
+  // twice the float32 FMA rate); taken only when a model asks for it
+  // (matmul_precision "bf16"). Its tile is null at a level without bf16
+  // products; the generic level has the reference (float32 products of the
+  // rounded values).
+  FloatGemm gemm, gemm_bf16;
 
   // Quantized dot products by QuantSlot, activation quantizers by ActSlot.
   QuantDotFn quant_dot[kQuantSlots];
@@ -111,25 +130,25 @@ const CpuKernels* kernels_for_level(const char* name);
 // The levels this CPU can run, lowest first ("generic" always).
 const char* const* supported_levels();
 
-// ---- the prompt-path GEMM driver (kernels.cpp), over one level's kernels ----
+// ---- the prompt-path GEMM driver (kernels.cpp), over one of a level's float GEMMs ----
 //   y[t * ldy + o] = sum_k x[t][k] * w[o][k] (+ bias[o])
 // Activations are packed once per call (gemm_pack_x, shared by all threads);
 // then each thread computes a slice of output columns with gemm_columns,
 // which packs weight panels into its own scratch buffer (never a copy of the
 // whole matrix) and runs the level's register tile over cache blocks.
-// Floats of the packed activations (tokens rounded up to gemm_mr, times n_in).
-size_t gemm_packed_x_floats(const CpuKernels& k, int n_tokens, int64_t n_in);
+// 32-bit units of the packed activations (tokens rounded up to mr, times n_in's units).
+size_t gemm_packed_x_floats(const FloatGemm& g, int n_tokens, int64_t n_in);
 // Packs the token panels [p0, p1) (panel p: tokens p*mr .. p*mr+mr-1, zero
 // past n_tokens) of x [n_tokens, n_in], K-major per panel.
-void gemm_pack_x(const CpuKernels& k, const float* x, int n_tokens, int64_t n_in, int64_t p0, int64_t p1,
+void gemm_pack_x(const FloatGemm& g, const float* x, int n_tokens, int64_t n_in, int64_t p0, int64_t p1,
                  float* packed);
-// Token panels of a call: n_tokens / gemm_mr, rounded up.
-int64_t gemm_panels_x(const CpuKernels& k, int n_tokens);
-// Floats of the per-thread scratch gemm_columns needs.
-size_t gemm_scratch_floats(const CpuKernels& k, int64_t n_in);
+// Token panels of a call: n_tokens / mr, rounded up.
+int64_t gemm_panels_x(const FloatGemm& g, int n_tokens);
+// 32-bit units of the per-thread scratch gemm_columns needs.
+size_t gemm_scratch_floats(const FloatGemm& g, int64_t n_in);
 // Output columns [o0, o1) for every token. w: n_out rows of n_in elements of
 // type t (F32, F16, BF16), row_bytes apart; bias may be null.
-void gemm_columns(const CpuKernels& k, TensorType t, const uint8_t* w, size_t row_bytes, int64_t n_in,
+void gemm_columns(const FloatGemm& g, TensorType t, const uint8_t* w, size_t row_bytes, int64_t n_in,
                   const float* bias, const float* packed_x, int n_tokens, int64_t o0, int64_t o1, float* y,
                   int64_t ldy, float* scratch);
 
@@ -149,6 +168,8 @@ void fill_quant_k_avx2(CpuKernels& k);         // quant_dot_k_avx2.cpp: Q2_K..Q6
 // quant_gemm_avx2.cpp (quant_gemm_x86.h): Q4_0, Q8_0, k-quant prompts through 8-row panels; wraps the row kernels above, so call it after them.
 void fill_quant_gemm_avx2(CpuKernels& k);
 void fill_float_avx512(CpuKernels& k);         // kernels_avx512.cpp
+// gemm_bf16_avx512.cpp: the bf16 GEMM, where cpuid reports AVX512_BF16 (both AVX-512 levels).
+void fill_gemm_bf16_avx512(CpuKernels& k);
 void fill_quant_legacy_avx512(CpuKernels& k);  // quant_dot_avx512.cpp
 // quant_dot_avx512.cpp, the avx512_zmm level: Q4_0 keeps the zmm tiles for 4-7 tokens too (call before the wide GEMM).
 void fill_quant_legacy_avx512_zmm(CpuKernels& k);

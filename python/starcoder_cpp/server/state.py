@@ -48,11 +48,13 @@ class TokenizerView:
 class ServerState:
     def __init__(self, model_path: str, n_ctx: int = 0, n_threads: int = 0, parallel: int = 4,
                  api_key: str | None = None, model_alias: str | None = None, fim_order: str = "psm",
-                 max_queue: int = 64, kv_type: str = "f16", prefill_chunk: int = 128):
+                 max_queue: int = 64, kv_type: str = "f16", prefill_chunk: int = 128,
+                 matmul_precision: str = "f32"):
         if fim_order not in ("psm", "spm"):
             raise ValueError(f"fim order must be 'psm' or 'spm', got {fim_order!r}")
         self.model_path = model_path
-        self.core = _core.Engine(model_path, n_ctx, n_threads, 512, kv_type, parallel, prefill_chunk)
+        self.core = _core.Engine(model_path, n_ctx, n_threads, 512, kv_type, parallel, prefill_chunk,
+                                 matmul_precision)
         self.tok = TokenizerView(self.core)
         self.n_ctx = self.core.n_ctx
         self.parallel = parallel

@@ -457,11 +457,8 @@ void fill_float_avx2(CpuKernels& k) {
   k.gelu_tanh = gelu_tanh_avx2;
   k.gelu_erf = gelu_erf_avx2;
   k.layer_norm = layer_norm_avx2;
-  k.gemm_mr = kMr;
-  k.gemm_nr = kNr;
-  k.gemm_pack_w = gemm_pack_w_avx2;
-  k.gemm_pack_x_panel = gemm_pack_x_panel_avx2;
-  k.gemm_tile = gemm_tile_avx2;
+  k.gemm = {kMr, kNr, 1, gemm_pack_w_avx2, gemm_pack_x_panel_avx2, gemm_tile_avx2};
+  k.gemm_bf16 = {};  // no bf16 products below AVX512_BF16 (the reference would only be slower)
 }
 
 }  // namespace sc

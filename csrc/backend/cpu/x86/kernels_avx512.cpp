@@ -305,9 +305,9 @@ void fill_float_avx512(CpuKernels& k) {
   k.gelu_tanh = gelu_tanh_avx512;
   k.gelu_erf = gelu_erf_avx512;
   k.layer_norm = layer_norm_avx512;
-  k.gemm_mr = kMr;
-  k.gemm_nr = kNr;
-  k.gemm_tile = gemm_tile_avx512;  // the packing kernels are avx2's (8x8 transposes), for any tile shape
+  k.gemm.mr = kMr;
+  k.gemm.nr = kNr;
+  k.gemm.tile = gemm_tile_avx512;  // the packing kernels are avx2's (8x8 transposes), for any tile shape
 }
 
 }  // namespace sc
