@@ -12,7 +12,7 @@
 namespace sc {
 
 // Bump whenever backend.h changes in a way that alters the vtable or a struct.
-constexpr int kBackendAbi = 2;
+constexpr int kBackendAbi = 3;
 
 // What a plugin's factory returns.
 enum PluginStatus : int {
